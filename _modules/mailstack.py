@@ -1,0 +1,656 @@
+"""
+Decisions for the ``mail`` formula: settings, validation, container detection,
+delivery mode and reachability probes.
+
+The ``.sls`` files of the formula ask this module once, at the top, and branch
+on the plain values it returns. Settings come from, in order of precedence:
+``mail/parameters/defaults.yaml``, ``os_family/``, ``os/`` and ``osfinger/``
+files beside it, pillar ``mail:lookup``, then pillar ``mail``.
+
+Passwords are only returned by ``settings(include_secrets=True)``, which the
+formula's templates use; every other function leaves them out.
+"""
+
+import copy
+import ipaddress
+import logging
+import os
+import re
+import socket
+import ssl
+
+import salt.utils.dictupdate
+import salt.utils.yaml
+from salt.exceptions import CommandExecutionError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "mailstack"
+
+PARAMETERS_DIR = "mail/parameters"
+MASK = "********"
+SYNC_HINT = "salt-call saltutil.sync_all"
+
+MODES = ("auto", "mailu", "relay")
+MAILU_TLS = ("implicit", "starttls")
+RELAY_TLS = ("implicit", "starttls", "none")
+SECRET_KEYS = ("password",)
+FS_ROOT = "/"
+
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+_HOST_RE = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
+_ADDRESS_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_CONTAINER_CGROUP_RE = re.compile(r"docker|kubepods|containerd|libpod|podman|lxc|machine\.slice/.*nspawn")
+_CONTAINER_VIRTUAL = ("container", "docker", "lxc", "podman", "systemd-nspawn", "kubernetes", "openvzve")
+
+
+def __virtual__():
+    return __virtualname__
+
+
+# --------------------------------------------------------------- settings ---
+
+
+def _parameter_files():
+    if "mailstack.parameter_files" not in __context__:
+        __context__["mailstack.parameter_files"] = set(__salt__["cp.list_master"](prefix=PARAMETERS_DIR))
+    return __context__["mailstack.parameter_files"]
+
+
+def _load_parameter_file(name):
+    """Return the parsed YAML of ``mail/parameters/<name>.yaml``, or ``{}``."""
+    path = f"{PARAMETERS_DIR}/{name}.yaml"
+    if path not in _parameter_files():
+        return {}
+    text = __salt__["cp.get_file_str"](f"salt://{path}")
+    return salt.utils.yaml.safe_load(text or "") or {}
+
+
+def _parameter_layers():
+    defaults = _load_parameter_file("defaults")
+    if not defaults:
+        raise CommandExecutionError(
+            f"salt://{PARAMETERS_DIR}/defaults.yaml is not on the Salt file server: put the"
+            " formula's directory in file_roots (or gitfs) so that salt://mail exists"
+        )
+    layers = [defaults]
+    for grain in ("os_family", "os", "osfinger"):
+        value = __grains__.get(grain)
+        if value:
+            layers.append(_load_parameter_file(f"{grain}/{value}"))
+    return layers
+
+
+def _pillar_mail():
+    # __pillar__ directly: pillar.get masks values outside templates (Salt 3008).
+    value = __pillar__.get("mail", {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CommandExecutionError(
+            f"Invalid pillar mail: must be a mapping of settings, got {type(value).__name__}"
+        )
+    return value
+
+
+def _merged_raw():
+    merged = {}
+    for layer in _parameter_layers():
+        merged = salt.utils.dictupdate.merge(merged, layer, merge_lists=False)
+    pillar = copy.deepcopy(_pillar_mail())
+    lookup = pillar.pop("lookup", None) or {}
+    if not isinstance(lookup, dict):
+        raise CommandExecutionError("Invalid pillar mail:lookup: must be a mapping")
+    merged["lookup"] = salt.utils.dictupdate.merge(merged.get("lookup", {}), lookup, merge_lists=False)
+    _reject_unknown_keys(pillar, merged, "mail")
+    return salt.utils.dictupdate.merge(merged, pillar, merge_lists=False)
+
+
+def _reject_unknown_keys(given, known, path):
+    for key, value in given.items():
+        if key not in known:
+            choices = ", ".join(sorted(k for k in known if k != "lookup"))
+            raise CommandExecutionError(f"Unknown pillar key {path}:{key} (known keys: {choices})")
+        if isinstance(value, dict) and isinstance(known[key], dict):
+            _reject_unknown_keys(value, known[key], f"{path}:{key}")
+
+
+class _Validator:
+    """Checks one settings tree; every error names the pillar key."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def get(self, path):
+        node = self.data
+        for part in path.split(":"):
+            node = node[part]
+        return node
+
+    def fail(self, path, problem):
+        raise CommandExecutionError(f"Invalid pillar mail:{path}: {problem}")
+
+    def boolean(self, path):
+        value = self.get(path)
+        if not isinstance(value, bool):
+            self.fail(path, f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, path, choices):
+        value = self.get(path)
+        if not isinstance(value, str) or value not in choices:
+            self.fail(path, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def integer(self, path, low, high):
+        value = self.get(path)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(path, f"must be a whole number from {low} to {high}, got {value!r}")
+        return value
+
+    def text(self, path, secret=False):
+        value = self.get(path)
+        shown = "the value" if secret else repr(value)
+        if not isinstance(value, str):
+            self.fail(path, f"must be a string (quote it in YAML), got a {type(value).__name__}")
+        if _CONTROL_RE.search(value):
+            self.fail(path, f"{shown} contains a newline or another control character")
+        return value
+
+    def token(self, path, secret=False):
+        value = self.text(path, secret=secret)
+        if value != value.strip() or (not secret and re.search(r"\s", value)):
+            self.fail(path, "must not contain white space" if not secret else "must not start or end with white space")
+        return value
+
+    def host(self, path):
+        value = self.token(path)
+        if value and not _is_host(value):
+            self.fail(path, f"{value!r} is not a host name or IP address")
+        return value
+
+    def address(self, path):
+        value = self.token(path)
+        if value and not _ADDRESS_RE.match(value):
+            self.fail(path, f"{value!r} is not an e-mail address (user@example.org)")
+        return value
+
+    def path(self, path):
+        value = self.token(path)
+        if value and not value.startswith("/"):
+            self.fail(path, f"{value!r} must be an absolute path")
+        return value
+
+
+def _is_host(value):
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return len(value) <= 253 and bool(_HOST_RE.match(value)) and not value.replace(".", "").isdigit()
+
+
+def _validate_container(value):
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise CommandExecutionError(f"Invalid pillar mail:container: must be auto, true or false; got {value!r}")
+
+
+def _validate_upstream(check, section, tls_choices):
+    host_key = "host" if section == "mailu" else "relayhost"
+    out = {
+        "host": check.host(f"{section}:{host_key}"),
+        "port": check.integer(f"{section}:port", 1, 65535),
+        "tls": check.choice(f"{section}:tls", tls_choices),
+        "user": check.token(f"{section}:user"),
+        "password": check.token(f"{section}:password", secret=True),
+        "ca_file": check.path(f"{section}:ca_file"),
+    }
+    if ":" in out["user"]:
+        check.fail(f"{section}:user", "must not contain ':'")
+    if out["password"] and not out["user"]:
+        check.fail(f"{section}:user", f"is empty but mail:{section}:password is set")
+    if out["user"] and not out["password"]:
+        check.fail(f"{section}:password", f"is empty but mail:{section}:user is set")
+    if out["user"] and not out["host"]:
+        check.fail(f"{section}:{host_key}", f"is empty but mail:{section}:user is set: credentials need a server")
+    if out["user"] and out["tls"] == "none":
+        check.fail(f"{section}:tls", "is none but credentials are set: a password is never sent in clear text")
+    return out
+
+
+def _validate(raw):
+    check = _Validator(raw)
+    mailu = _validate_upstream(check, "mailu", MAILU_TLS)
+    mailu["queue"] = check.boolean("mailu:queue")
+    if mailu["host"] and not mailu["user"]:
+        check.fail("mailu:user", "is required when mail:mailu:host is set (Mailu only accepts authenticated submission)")
+    settings = {
+        "enabled": check.boolean("enabled"),
+        "mode": check.choice("mode", MODES),
+        "container": _validate_container(raw["container"]),
+        "from": check.address("from"),
+        "admin": check.address("admin"),
+        "timeout": check.integer("timeout", 1, 300),
+        "mailu": mailu,
+        "relay": _validate_upstream(check, "relay", RELAY_TLS),
+        "lookup": _validate_lookup(raw.get("lookup", {})),
+    }
+    if settings["mode"] == "mailu" and not mailu["host"]:
+        check.fail("mailu:host", "is required when mail:mode is mailu")
+    return settings
+
+
+def _validate_lookup(lookup):
+    for section in ("msmtp", "postfix"):
+        if not isinstance(lookup.get(section), dict):
+            raise CommandExecutionError(f"Invalid pillar mail:lookup:{section}: must be a mapping")
+    check = _Validator({"lookup": lookup})
+    for path in ("lookup:ca_bundle", "lookup:msmtp:binary", "lookup:msmtp:config", "lookup:msmtp:aliases",
+                 "lookup:msmtp:sendmail", "lookup:postfix:config_dir"):
+        if not check.path(path):
+            check.fail(path, "must not be empty")
+    for path in ("lookup:msmtp:mta_pkg", "lookup:postfix:service", "lookup:postfix:map_type",
+                 "lookup:postfix:compatibility_level"):
+        check.token(path)
+    check.text("lookup:postfix:prestart")
+    for path in ("lookup:msmtp:pkgs", "lookup:postfix:pkgs"):
+        value = check.get(path)
+        if not isinstance(value, list) or not all(isinstance(p, str) and p and _CONTROL_RE.search(p) is None for p in value):
+            check.fail(path, "must be a list of package names")
+    return lookup
+
+
+def _fqdn():
+    return __grains__.get("fqdn") or __grains__.get("host") or socket.getfqdn()
+
+
+def _with_derived_defaults(settings):
+    if not settings["from"]:
+        mailu_user = settings["mailu"]["user"]
+        settings["from"] = mailu_user if "@" in mailu_user else f"root@{_fqdn()}"
+    return settings
+
+
+def _masked(settings):
+    masked = copy.deepcopy(settings)
+    for section in ("mailu", "relay"):
+        for key in SECRET_KEYS:
+            if masked[section][key]:
+                masked[section][key] = MASK
+    return masked
+
+
+def _settings():
+    if "mailstack.settings" not in __context__:
+        __context__["mailstack.settings"] = _with_derived_defaults(_validate(_merged_raw()))
+    return __context__["mailstack.settings"]
+
+
+def settings(include_secrets=False):
+    """
+    Return the merged, validated and normalized settings of the mail formula.
+
+    Raises an error naming the pillar key for any invalid value; nothing is
+    changed on the minion. Passwords are replaced by ``********`` unless
+    ``include_secrets`` is true (the formula's templates use that).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.settings
+    """
+    result = _settings()
+    return copy.deepcopy(result) if include_secrets else _masked(result)
+
+
+# ------------------------------------------------------------- container ---
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _container_signals():
+    """Yield a description of every sign that this host is a container."""
+    root = FS_ROOT
+    for marker in ("/.dockerenv", "/run/.containerenv"):
+        if os.path.exists(os.path.join(root, marker.lstrip("/"))):
+            yield f"{marker} exists"
+    environ = _read(os.path.join(root, "proc/1/environ")) or ""
+    for entry in environ.split("\0"):
+        if entry.startswith("container="):
+            yield f"PID 1 runs with {entry}"
+    cgroup = _read(os.path.join(root, "proc/1/cgroup")) or ""
+    match = _CONTAINER_CGROUP_RE.search(cgroup)
+    if match:
+        yield f"the cgroup of PID 1 mentions {match.group(0)}"
+    virtual = str(__grains__.get("virtual", "")).lower()
+    subtype = str(__grains__.get("virtual_subtype", "")).lower()
+    if virtual in _CONTAINER_VIRTUAL or subtype in _CONTAINER_VIRTUAL:
+        yield f"the virtual grain says {subtype or virtual}"
+
+
+def is_container():
+    """
+    Tell whether this minion is a container, and why.
+
+    Looks at ``/.dockerenv``, ``/run/.containerenv``, ``container=`` in the
+    environment of PID 1, the cgroup of PID 1 and the ``virtual`` grain; pillar
+    ``mail:container: true|false`` overrides the detection.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.is_container
+    """
+    forced = _settings()["container"]
+    if isinstance(forced, bool):
+        return {"container": forced, "reason": f"pillar mail:container is {str(forced).lower()}"}
+    signals = list(_container_signals())
+    if signals:
+        return {"container": True, "reason": "detected: " + "; ".join(signals)}
+    return {"container": False, "reason": "no container signal found"}
+
+
+# ------------------------------------------------------------------ mode ---
+
+
+def mode():
+    """
+    Return how this minion sends system mail, and why: ``mailu``, ``relay``
+    or ``disabled``.
+
+    ``auto`` is decided from pillar alone (a Mailu host configured means
+    ``mailu``), so the decision never flips because a server was down.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.mode
+    """
+    conf = _settings()
+    if not conf["enabled"]:
+        return {"mode": "disabled", "reason": "pillar mail:enabled is false"}
+    if conf["mode"] != "auto":
+        return {"mode": conf["mode"], "reason": f"pillar mail:mode is {conf['mode']}"}
+    if conf["mailu"]["host"]:
+        return {"mode": "mailu", "reason": "mail:mode is auto and mail:mailu:host is set"}
+    return {"mode": "relay", "reason": "mail:mode is auto and no mail:mailu:host is set"}
+
+
+# ------------------------------------------------------------------ plan ---
+
+
+def _loopback_target():
+    return {"host": "127.0.0.1", "port": 25, "tls": "none", "user": "", "password": "", "ca_file": ""}
+
+
+def _upstream(conf, section):
+    upstream = {k: conf[section][k] for k in ("host", "port", "tls", "user", "password", "ca_file")}
+    if not upstream["ca_file"]:
+        upstream["ca_file"] = conf["lookup"]["ca_bundle"]
+    return upstream
+
+
+def _delivery(conf, mode_name, container):
+    """Return (postfix wanted, msmtp target, postfix upstream or None)."""
+    if mode_name == "mailu" and not (conf["mailu"]["queue"] and not container):
+        return False, _upstream(conf, "mailu"), None
+    if mode_name == "mailu":
+        return True, _loopback_target(), _upstream(conf, "mailu")
+    relay = _upstream(conf, "relay") if conf["relay"]["host"] else None
+    if container:
+        return False, relay or _loopback_target(), None
+    return True, _loopback_target(), relay
+
+
+def _describe(target):
+    if target is None:
+        return "the recipient's MX, found through DNS"
+    auth = f" as {target['user']}" if target["user"] else ""
+    return f"{target['host']}:{target['port']} (TLS: {target['tls']}){auth}"
+
+
+def _packages(conf, postfix_wanted):
+    msmtp, postfix = conf["lookup"]["msmtp"], conf["lookup"]["postfix"]
+    mta = [msmtp["mta_pkg"]] if msmtp["mta_pkg"] else []
+    if postfix_wanted:
+        return {"install": msmtp["pkgs"] + postfix["pkgs"], "remove": mta}
+    return {"install": msmtp["pkgs"] + mta, "remove": [postfix["pkgs"][0]]}
+
+
+def _bracketed(target):
+    return f"[{target['host']}]:{target['port']}"
+
+
+def _postfix_tls(upstream):
+    if upstream is None:
+        return {"smtp_tls_security_level": "may"}
+    if upstream["tls"] == "none":
+        return {"smtp_tls_security_level": "none"}
+    params = {
+        "smtp_tls_security_level": "secure",
+        "smtp_tls_secure_cert_match": "nexthop, dot-nexthop",
+        "smtp_tls_CAfile": upstream["ca_file"],
+    }
+    if upstream["tls"] == "implicit":
+        params["smtp_tls_wrappermode"] = "yes"
+    return params
+
+
+def _local_domains(myhostname):
+    names = [myhostname, myhostname.split(".")[0], "localhost", "localhost.localdomain"]
+    return list(dict.fromkeys(names))
+
+
+def _postfix_main_cf(conf, upstream, envelope_sender, myhostname):
+    postfix = conf["lookup"]["postfix"]
+    params = {
+        "compatibility_level": postfix["compatibility_level"],
+        "myhostname": myhostname,
+        "myorigin": "$myhostname",
+        "mydestination": "",
+        "inet_interfaces": "loopback-only",
+        "inet_protocols": "all",
+        "mynetworks": "127.0.0.0/8 [::1]/128",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+        "smtpd_banner": "$myhostname ESMTP",
+        "disable_vrfy_command": "yes",
+        "local_transport": "error:local delivery disabled",
+        "default_transport": "smtp",
+        "relay_transport": "relay",
+        "alias_maps": "",
+        "alias_database": "",
+        "biff": "no",
+        "append_dot_mydomain": "no",
+        "smtp_host_lookup": "dns, native",
+        "relayhost": _bracketed(upstream) if upstream else "",
+    }
+    params.update(_postfix_tls(upstream))
+    if upstream and upstream["user"]:
+        params.update({
+            "smtp_sasl_auth_enable": "yes",
+            "smtp_sasl_password_maps": f"{postfix['map_type']}:{postfix['config_dir']}/sasl_passwd",
+            "smtp_sasl_security_options": "noanonymous",
+            "smtp_sasl_tls_security_options": "noanonymous",
+        })
+    if conf["admin"]:
+        params["recipient_canonical_maps"] = f"regexp:{postfix['config_dir']}/recipient_canonical"
+    if envelope_sender:
+        params["sender_canonical_maps"] = f"static:{envelope_sender}"
+        params["sender_canonical_classes"] = "envelope_sender"
+    if postfix.get("maillog_file"):
+        params["maillog_file"] = postfix["maillog_file"]
+    return params
+
+
+def _recipient_canonical(admin, myhostname):
+    if not admin:
+        return ""
+    domains = "|".join(re.escape(name) for name in _local_domains(myhostname))
+    return f"/^[^@]+@({domains})$/ {admin}\n/^[^@]+$/ {admin}\n"
+
+
+def _sasl_passwd(upstream):
+    if not upstream or not upstream["user"]:
+        return ""
+    return f"{_bracketed(upstream)} {upstream['user']}:{upstream['password']}\n"
+
+
+def _msmtp_quote(value):
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _msmtprc(conf, target, envelope_sender):
+    lines = [
+        ("defaults", ""),
+        ("timeout", str(conf["timeout"])),
+        ("account", "default"),
+        ("host", target["host"]),
+        ("port", str(target["port"])),
+        ("from", envelope_sender or conf["from"]),
+    ]
+    if target["tls"] == "none":
+        lines.append(("tls", "off"))
+    else:
+        lines += [
+            ("tls", "on"),
+            ("tls_starttls", "on" if target["tls"] == "starttls" else "off"),
+            ("tls_trust_file", target["ca_file"]),
+        ]
+    if target["user"]:
+        lines += [("auth", "on"), ("user", target["user"]), ("password", _msmtp_quote(target["password"]))]
+    else:
+        lines.append(("auth", "off"))
+    if envelope_sender:
+        lines.append(("allow_from_override", "off"))
+    if conf["admin"]:
+        lines.insert(2, ("aliases", conf["lookup"]["msmtp"]["aliases"]))
+    return lines
+
+
+def _msmtp_aliases(admin):
+    return f"default: {admin}\n" if admin else ""
+
+
+def _plan(include_secrets):
+    conf = _settings()
+    decided = mode()
+    if decided["mode"] == "disabled":
+        return {"mode": "disabled", "mode_reason": decided["reason"], "container": None,
+                "container_reason": "not checked: mail is disabled"}
+    container = is_container()
+    postfix, msmtp_target, postfix_upstream = _delivery(conf, decided["mode"], container["container"])
+    if not include_secrets:
+        for target in (msmtp_target, postfix_upstream):
+            if target and target["password"]:
+                target["password"] = MASK
+    envelope_sender = conf["mailu"]["user"] if decided["mode"] == "mailu" and "@" in conf["mailu"]["user"] else ""
+    myhostname = _fqdn()
+    return {
+        "mode": decided["mode"],
+        "mode_reason": decided["reason"],
+        "container": container["container"],
+        "container_reason": container["reason"],
+        "postfix": postfix,
+        "postfix_reason": _postfix_reason(conf, container["container"], postfix),
+        "sendmail": "postfix" if postfix else "msmtp",
+        "packages": _packages(conf, postfix),
+        "msmtp": msmtp_target,
+        "postfix_upstream": postfix_upstream,
+        "summary": {
+            "msmtp sends to": _describe(msmtp_target),
+            "postfix relays to": _describe(postfix_upstream) if postfix else "(no postfix)",
+            "mail for root goes to": conf["admin"] or f"root@{myhostname} (mail:admin is empty)",
+            "sender": envelope_sender or conf["from"],
+        },
+        "files": {
+            "msmtprc": _msmtprc(conf, msmtp_target, envelope_sender),
+            "msmtp_aliases": _msmtp_aliases(conf["admin"]),
+            "secret_in_msmtprc": bool(msmtp_target["user"]),
+            "main_cf": _postfix_main_cf(conf, postfix_upstream, envelope_sender, myhostname) if postfix else {},
+            "sasl_passwd": _sasl_passwd(postfix_upstream) if postfix else "",
+            "recipient_canonical": _recipient_canonical(conf["admin"], myhostname) if postfix else "",
+        },
+    }
+
+
+def _postfix_reason(conf, container, postfix):
+    if postfix:
+        return "a local loopback-only Postfix relay queues the mail"
+    if container:
+        return "no Postfix daemon inside a container: msmtp sends directly"
+    return "mail:mailu:queue is false: msmtp submits straight to Mailu"
+
+
+def plan(include_secrets=False):
+    """
+    Show what the formula would do on this minion, without changing anything:
+    the mode and why, container or not, whether Postfix runs, which packages
+    are installed and removed, what provides ``sendmail`` and where mail goes.
+    Passwords are masked.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.plan
+        salt-call --local mailstack.plan --out=yaml
+    """
+    return _plan(include_secrets)
+
+
+# ----------------------------------------------------------------- probe ---
+
+
+def _probe_once(host, port, tls, timeout, ca_file):
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        if tls == "implicit":
+            context = ssl.create_default_context(cafile=ca_file or None)
+            with context.wrap_socket(sock, server_hostname=host) as tls_sock:
+                banner = tls_sock.recv(512)
+        else:
+            sock.settimeout(timeout)
+            banner = sock.recv(512)
+    text = banner.decode("ascii", "replace").strip()
+    if not text.startswith("220"):
+        raise OSError(f"unexpected greeting {text[:80]!r}")
+    return text
+
+
+def probe():
+    """
+    Check, once per run and bounded by ``mail:timeout``, that the server mail
+    goes to next answers with an SMTP greeting (after TLS where it is implicit).
+    The result is reported, never acted on: the mode does not change.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.probe
+    """
+    if "mailstack.probe" in __context__:
+        return __context__["mailstack.probe"]
+    current = _plan(include_secrets=False)
+    target = current.get("postfix_upstream") if current.get("postfix") else current.get("msmtp")
+    if current["mode"] == "disabled" or target is None:
+        result = {"reachable": None, "target": None, "comment": "nothing to probe"}
+    else:
+        where = f"{target['host']}:{target['port']}"
+        try:
+            banner = _probe_once(target["host"], target["port"], target["tls"], _settings()["timeout"], target["ca_file"])
+            result = {"reachable": True, "target": where, "comment": banner}
+        except (OSError, ssl.SSLError) as exc:
+            result = {"reachable": False, "target": where, "comment": f"{where} did not answer: {exc}"}
+    __context__["mailstack.probe"] = result
+    return result

@@ -1,0 +1,194 @@
+"""
+States for the ``mail`` formula.
+
+``mailstack.postfix_running`` and ``mailstack.postfix_dead`` manage the Postfix
+daemon with systemd where systemd is PID 1, and with Postfix's own ``postfix
+start|reload|stop`` where no init system runs. ``postfix check`` runs before
+every start and reload. A ``watch`` reloads Postfix, or restarts it when the
+listening settings (``inet_interfaces``, ``inet_protocols``) changed, since
+those are only read at start.
+
+``mailstack.postmapped`` rebuilds a Postfix lookup table when its source is
+newer than the table.
+
+.. code-block:: yaml
+
+    mail-smtp-postfix-service:
+      mailstack.postfix_running:
+        - name: postfix
+        - watch:
+          - file: mail-smtp-postfix-config
+"""
+
+import os
+
+__virtualname__ = "mailstack"
+
+LISTEN_PARAMETERS = ("inet_interfaces", "inet_protocols")
+LISTEN_MARKER = "mailstack-listen"
+MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".dir", "sdbm": ".dir"}
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _ret(name, result=True, comment="", changes=None):
+    return {"name": name, "result": result, "comment": comment, "changes": changes or {}}
+
+
+def _run(cmd):
+    out = __salt__["cmd.run_all"](cmd, python_shell=False, ignore_retcode=True, output_loglevel="debug")
+    return out["retcode"] == 0, (out["stdout"] + "\n" + out["stderr"]).strip()
+
+
+def _systemd_booted():
+    return os.path.isdir("/run/systemd/system")
+
+
+def _postconf(*parameters):
+    ok, out = _run(["postconf", "-h", *parameters])
+    return out if ok else None
+
+
+def _marker_path():
+    data_dir = _postconf("data_directory") or "/var/lib/postfix"
+    return os.path.join(data_dir, LISTEN_MARKER)
+
+
+def _listen_settings():
+    return _postconf(*LISTEN_PARAMETERS) or ""
+
+
+def _listen_settings_changed():
+    try:
+        with open(_marker_path(), encoding="utf-8") as handle:
+            return handle.read() != _listen_settings()
+    except OSError:
+        return True
+
+
+def _record_listen_settings():
+    with open(_marker_path(), "w", encoding="utf-8") as handle:
+        handle.write(_listen_settings())
+
+
+def _is_running(service):
+    if _systemd_booted():
+        return __salt__["service.status"](service)
+    return _run(["postfix", "status"])[0]
+
+
+def _check():
+    ok, out = _run(["postfix", "check"])
+    return ok, f"postfix check failed, Postfix was left as it was: {out}"
+
+
+def _action(service, action, prestart):
+    """Run start, stop, reload or restart; return (ok, message)."""
+    if action != "stop":
+        ok, message = _check()
+        if not ok:
+            return ok, message
+    if _systemd_booted():
+        ok = __salt__[f"service.{action}"](service)
+        return bool(ok), f"systemd could not {action} {service}"
+    if action == "restart":
+        ok, message = _action(service, "stop", prestart)
+        return _action(service, "start", prestart) if ok else (ok, message)
+    if action == "start" and prestart:
+        result = __salt__["cmd.run_all"](prestart, python_shell=True, ignore_retcode=True)
+        if result["retcode"] != 0:
+            return False, f"{prestart} failed: {result['stderr'] or result['stdout']}"
+    ok, out = _run(["postfix", action])
+    return ok, f"postfix {action} failed: {out}"
+
+
+def _act_and_report(name, action, prestart, changes):
+    ok, message = _action(name, action, prestart)
+    if not ok:
+        return _ret(name, False, message)
+    if action in ("start", "restart"):
+        _record_listen_settings()
+    return _ret(name, True, f"Postfix {action}ed" if action != "stop" else "Postfix stopped", changes)
+
+
+def postfix_running(name="postfix", prestart=""):
+    """
+    Ensure Postfix runs with the listening settings of its current main.cf.
+
+    name
+        The service name (used where systemd runs).
+    prestart
+        Shell command run before ``postfix start`` where no init system runs
+        (Debian: ``/usr/lib/postfix/configure-instance.sh -`` prepares the chroot).
+    """
+    if not _is_running(name):
+        action, changes = "start", {"postfix": "started"}
+    elif _listen_settings_changed():
+        action, changes = "restart", {"postfix": "restarted: listening settings changed"}
+    else:
+        return _ret(name, True, "Postfix is running")
+    if __opts__["test"]:
+        return _ret(name, None, f"Postfix would be {changes['postfix'].split(':')[0]}", changes)
+    return _act_and_report(name, action, prestart, changes)
+
+
+def postfix_dead(name="postfix"):
+    """
+    Ensure Postfix is stopped (before its package is removed, since removing
+    the package does not stop a daemon that no init system started).
+    """
+    if not __salt__["cmd.which"]("postfix") or not _is_running(name):
+        return _ret(name, True, "Postfix is not running")
+    if __opts__["test"]:
+        return _ret(name, None, "Postfix would be stopped", {"postfix": "stopped"})
+    return _act_and_report(name, "stop", "", {"postfix": "stopped"})
+
+
+def mod_watch(name, sfun=None, prestart="", **kwargs):
+    """
+    Reload Postfix after a watched change, or restart it when the listening
+    settings changed; start it if it is not running.
+    """
+    if sfun == "postfix_dead":
+        return postfix_dead(name)
+    if not _is_running(name):
+        action = "start"
+    elif _listen_settings_changed():
+        action = "restart"
+    else:
+        action = "reload"
+    changes = {"postfix": f"{action}ed"}
+    if __opts__["test"]:
+        return _ret(name, None, f"Postfix would be {action}ed", changes)
+    return _act_and_report(name, action, prestart, changes)
+
+
+def _map_file(source, map_type):
+    return source + MAP_SUFFIX.get(map_type, ".db")
+
+
+def postmapped(name, map_type="hash"):
+    """
+    Build the Postfix lookup table for ``name`` when it is missing or older
+    than its source file.
+
+    name
+        The source file, e.g. ``/etc/postfix/sasl_passwd``.
+    map_type
+        The table type: hash, lmdb, btree, cdb.
+    """
+    table = _map_file(name, map_type)
+    if not os.path.exists(name):
+        return _ret(name, False, f"{name} does not exist")
+    if os.path.exists(table) and os.path.getmtime(table) >= os.path.getmtime(name):
+        return _ret(name, True, f"{table} is up to date")
+    changes = {"postmap": f"{map_type}:{name}"}
+    if __opts__["test"]:
+        return _ret(name, None, f"{table} would be rebuilt", changes)
+    ok, out = _run(["postmap", f"{map_type}:{name}"])
+    if not ok:
+        return _ret(name, False, f"postmap {map_type}:{name} failed: {out}")
+    os.chmod(table, os.stat(name).st_mode & 0o777)
+    return _ret(name, True, f"{table} rebuilt", changes)

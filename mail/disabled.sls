@@ -1,0 +1,5 @@
+{%- from "mail/map.jinja" import plan with context %}
+
+mail-disabled:
+  test.show_notification:
+    - text: 'mail formula: nothing managed ({{ plan.mode_reason }})'

@@ -1,0 +1,9 @@
+{%- from "mail/map.jinja" import plan with context %}
+
+include:
+{%- if plan.mode == 'disabled' %}
+  - mail.disabled
+{%- else %}
+  - mail.smtp
+  - mail.msmtp
+{%- endif %}

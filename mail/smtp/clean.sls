@@ -1,0 +1,24 @@
+{#- No Postfix here: stop it before removing it, since no init system may stop it for us. #}
+{%- from "mail/map.jinja" import mail, plan with context %}
+{%- set postfix = mail.lookup.postfix %}
+
+mail-smtp-clean-skipped:
+  test.show_notification:
+    - text: 'No local Postfix: {{ plan.get("postfix_reason", "mail.clean") }}'
+
+mail-smtp-clean-service-dead:
+  mailstack.postfix_dead:
+    - name: {{ postfix.service }}
+
+mail-smtp-clean-package-removed:
+  pkg.removed:
+    - pkgs: {{ postfix.pkgs[:1] | json }}
+    - require:
+      - mailstack: mail-smtp-clean-service-dead
+
+mail-smtp-clean-secrets-absent:
+  file.absent:
+    - names:
+      - {{ postfix.config_dir }}/sasl_passwd
+      - {{ postfix.config_dir }}/sasl_passwd.db
+      - {{ postfix.config_dir }}/sasl_passwd.lmdb

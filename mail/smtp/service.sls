@@ -1,0 +1,13 @@
+{%- from "mail/map.jinja" import mail with context %}
+{%- set postfix = mail.lookup.postfix %}
+
+mail-smtp-service-running:
+  mailstack.postfix_running:
+    - name: {{ postfix.service }}
+    - prestart: {{ postfix.prestart | json }}
+    - require:
+      - pkg: mail-smtp-package-installed
+    - watch:
+      - file: mail-smtp-config-main-cf
+      - file: mail-smtp-config-sasl-passwd
+      - file: mail-smtp-config-recipient-canonical
