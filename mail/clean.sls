@@ -1,0 +1,33 @@
+{#- Undo everything the formula installs: Postfix, msmtp and their files. #}
+{%- from "mail/map.jinja" import mail with context %}
+{%- set postfix = mail.lookup.postfix %}
+{%- set msmtp = mail.lookup.msmtp %}
+
+mail-clean-postfix-dead:
+  mailstack.postfix_dead:
+    - name: {{ postfix.service }}
+
+mail-clean-packages-purged:
+  pkg.purged:
+    - pkgs: {{ (postfix.pkgs[:1] + ([msmtp.mta_pkg] if msmtp.mta_pkg else []) + msmtp.pkgs) | json }}
+    - require:
+      - mailstack: mail-clean-postfix-dead
+
+mail-clean-files-absent:
+  file.absent:
+    - names:
+      - {{ msmtp.config }}
+      - {{ msmtp.aliases }}
+      - {{ postfix.config_dir }}/sasl_passwd
+      - {{ postfix.config_dir }}/sasl_passwd.db
+      - {{ postfix.config_dir }}/sasl_passwd.lmdb
+      - {{ postfix.config_dir }}/recipient_canonical
+    - require:
+      - pkg: mail-clean-packages-purged
+{%- if not msmtp.mta_pkg %}
+
+mail-clean-sendmail-link-absent:
+  file.absent:
+    - name: {{ msmtp.sendmail }}
+    - onlyif: test "$(readlink {{ msmtp.sendmail }})" = "{{ msmtp.binary }}"
+{%- endif %}
