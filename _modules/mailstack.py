@@ -306,6 +306,25 @@ def settings(include_secrets=False):
     return copy.deepcopy(result) if include_secrets else _masked(result)
 
 
+def validation_error():
+    """
+    Return why the settings are invalid, as one message naming the pillar
+    key, or an empty string when they are valid. The formula's states check
+    this first and change nothing when it is not empty.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.validation_error
+    """
+    try:
+        _settings()
+    except CommandExecutionError as exc:
+        return str(exc)
+    return ""
+
+
 # ------------------------------------------------------------- container ---
 
 

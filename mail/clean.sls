@@ -1,5 +1,10 @@
 {#- Undo everything the formula installs: Postfix, msmtp and their files. #}
-{%- from "mail/map.jinja" import mail with context %}
+{%- from "mail/map.jinja" import error, mail with context %}
+{%- if error %}
+
+include:
+  - mail.error
+{%- else %}
 {%- set postfix = mail.lookup.postfix %}
 {%- set msmtp = mail.lookup.msmtp %}
 
@@ -30,4 +35,5 @@ mail-clean-sendmail-link-absent:
   file.absent:
     - name: {{ msmtp.sendmail }}
     - onlyif: test "$(readlink {{ msmtp.sendmail }})" = "{{ msmtp.binary }}"
+{%- endif %}
 {%- endif %}

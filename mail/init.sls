@@ -1,7 +1,9 @@
-{%- from "mail/map.jinja" import plan with context %}
+{%- from "mail/map.jinja" import error, plan with context %}
 
 include:
-{%- if plan.mode == 'disabled' %}
+{%- if error %}
+  - mail.error
+{%- elif plan.mode == 'disabled' %}
   - mail.disabled
 {%- else %}
   - mail.smtp

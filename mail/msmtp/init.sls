@@ -1,8 +1,10 @@
 {#- msmtp, the sendmail-compatible client, everywhere; it is sendmail where Postfix is not. #}
-{%- from "mail/map.jinja" import plan with context %}
+{%- from "mail/map.jinja" import error, plan with context %}
 
 include:
-{%- if plan.mode == 'disabled' %}
+{%- if error %}
+  - mail.error
+{%- elif plan.mode == 'disabled' %}
   - mail.disabled
 {%- else %}
   - mail.msmtp.package

@@ -1,8 +1,10 @@
 {#- The local Postfix relay: configured where the plan wants it, else removed. #}
-{%- from "mail/map.jinja" import plan with context %}
+{%- from "mail/map.jinja" import error, plan with context %}
 
 include:
-{%- if plan.mode == 'disabled' %}
+{%- if error %}
+  - mail.error
+{%- elif plan.mode == 'disabled' %}
   - mail.disabled
 {%- elif plan.postfix %}
   - mail.smtp.config
