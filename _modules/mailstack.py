@@ -251,6 +251,7 @@ def _validate_lookup(lookup):
                  "lookup:msmtp:sendmail", "lookup:postfix:config_dir"):
         if not check.path(path):
             check.fail(path, "must not be empty")
+    check.path("lookup:postfix:maillog_file")
     for path in ("lookup:msmtp:mta_pkg", "lookup:postfix:service", "lookup:postfix:map_type",
                  "lookup:postfix:compatibility_level"):
         check.token(path)
@@ -507,7 +508,7 @@ def _postfix_main_cf(conf, upstream, envelope_sender, myhostname):
     if envelope_sender:
         params["sender_canonical_maps"] = f"static:{envelope_sender}"
         params["sender_canonical_classes"] = "envelope_sender"
-    if postfix.get("maillog_file"):
+    if postfix["maillog_file"]:
         params["maillog_file"] = postfix["maillog_file"]
     return params
 

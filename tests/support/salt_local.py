@@ -1,0 +1,86 @@
+"""Run the formula for real with masterless ``salt-call --local``, as users do."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import salt.utils.yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SALT_CALL = pathlib.Path(sys.executable).with_name("salt-call")
+
+
+class SaltCallResult:
+    """One ``salt-call`` run: exit code, raw output and the parsed return."""
+
+    def __init__(self, completed: subprocess.CompletedProcess):
+        self.returncode = completed.returncode
+        self.stdout = completed.stdout
+        self.stderr = completed.stderr
+        try:
+            self.data = json.loads(completed.stdout)["local"] if completed.stdout.strip() else None
+        except (ValueError, KeyError, TypeError):
+            self.data = None
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    @property
+    def states(self) -> dict:
+        """State results keyed by state ID (``mail-smtp-service-running``)."""
+        assert isinstance(self.data, dict), f"no state return:\n{self.output}"
+        return {value["__id__"]: value for value in self.data.values()}
+
+    @property
+    def changed(self) -> dict:
+        return {key: value for key, value in self.data.items() if value.get("changes")}
+
+    @property
+    def failed(self) -> dict:
+        return {key: value for key, value in self.data.items() if value.get("result") is False}
+
+    def __repr__(self):
+        return f"SaltCallResult(returncode={self.returncode}, output={self.output[-3000:]!r})"
+
+
+class LocalMinion:
+    """A masterless minion configuration whose file_roots is this repository."""
+
+    def __init__(self, directory: pathlib.Path):
+        self.directory = pathlib.Path(directory)
+        self.pillar_dir = self.directory / "pillar"
+        self.pillar_dir.mkdir(parents=True, exist_ok=True)
+        (self.pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mail\n")
+        self.log_file = self.directory / "minion.log"
+        (self.directory / "minion").write_text(
+            salt.utils.yaml.safe_dump(
+                {
+                    "id": "e2e",
+                    "file_client": "local",
+                    "root_dir": str(self.directory / "root"),
+                    "file_roots": {"base": [str(REPO)]},
+                    "pillar_roots": {"base": [str(self.pillar_dir)]},
+                    "log_file": str(self.log_file),
+                }
+            )
+        )
+        self.set_pillar({})
+
+    def set_pillar(self, mail: dict) -> None:
+        (self.pillar_dir / "mail.sls").write_text(salt.utils.yaml.safe_dump({"mail": mail}))
+
+    def run(self, *args: str, out: str = "json", timeout: float = 600) -> SaltCallResult:
+        cmd = [str(SALT_CALL), "--local", "-c", str(self.directory), f"--out={out}", *args]
+        completed = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        return SaltCallResult(completed)
+
+    def sync(self) -> SaltCallResult:
+        return self.run("saltutil.sync_all")
+
+    def apply(self, sls: str = "mail", *, test: bool = False, out: str = "json") -> SaltCallResult:
+        args = ["state.apply", sls] + (["test=True"] if test else [])
+        return self.run(*args, out=out)
