@@ -252,7 +252,7 @@ def _validate_lookup(lookup):
         if not check.path(path):
             check.fail(path, "must not be empty")
     check.path("lookup:postfix:maillog_file")
-    for path in ("lookup:msmtp:mta_pkg", "lookup:postfix:service", "lookup:postfix:map_type",
+    for path in ("lookup:msmtp:mta_pkg", "lookup:msmtp:group", "lookup:postfix:service", "lookup:postfix:map_type",
                  "lookup:postfix:compatibility_level"):
         check.token(path)
     check.text("lookup:postfix:prestart")

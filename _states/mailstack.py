@@ -192,3 +192,55 @@ def postmapped(name, map_type="hash"):
         return _ret(name, False, f"postmap {map_type}:{name} failed: {out}")
     os.chmod(table, os.stat(name).st_mode & 0o777)
     return _ret(name, True, f"{table} rebuilt", changes)
+
+
+def _mode_and_group(path):
+    info = os.stat(path)
+    return info.st_mode & 0o7777, info.st_gid
+
+
+def _statoverride(*args):
+    return _run(["dpkg-statoverride", *args])
+
+
+def setgid(name, group):
+    """
+    Make the binary ``name`` setgid ``group`` (mode 2755), so that any local
+    user can run it while only that group reads its secret configuration.
+    Recorded with ``dpkg-statoverride`` where dpkg exists, so that package
+    upgrades keep it.
+    """
+    gid = __salt__["file.group_to_gid"](group)
+    if gid == "" or gid is None:
+        return _ret(name, False, f"group {group} does not exist")
+    if _mode_and_group(name) == (0o2755, gid):
+        return _ret(name, True, f"{name} is setgid {group}")
+    changes = {"mode": "2755", "group": group}
+    if __opts__["test"]:
+        return _ret(name, None, f"{name} would be made setgid {group}", changes)
+    if __salt__["cmd.which"]("dpkg-statoverride"):
+        _statoverride("--remove", name)
+        ok, out = _statoverride("--update", "--add", "root", group, "2755", name)
+        if not ok:
+            return _ret(name, False, f"dpkg-statoverride failed: {out}")
+    else:
+        os.chown(name, 0, gid)
+        os.chmod(name, 0o2755)
+    return _ret(name, True, f"{name} made setgid {group}", changes)
+
+
+def not_setgid(name):
+    """Undo ``setgid``: ``name`` back to root:root 0755."""
+    if not os.path.exists(name):
+        return _ret(name, True, f"{name} does not exist")
+    overridden = __salt__["cmd.which"]("dpkg-statoverride") and _statoverride("--list", name)[0]
+    if not overridden and _mode_and_group(name) == (0o755, 0):
+        return _ret(name, True, f"{name} is not setgid")
+    changes = {"mode": "0755", "group": "root"}
+    if __opts__["test"]:
+        return _ret(name, None, f"{name} would be reset to root:root 0755", changes)
+    if overridden:
+        _statoverride("--remove", name)
+    os.chown(name, 0, 0)
+    os.chmod(name, 0o755)
+    return _ret(name, True, f"{name} reset to root:root 0755", changes)

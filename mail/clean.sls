@@ -12,11 +12,22 @@ mail-clean-postfix-dead:
   mailstack.postfix_dead:
     - name: {{ postfix.service }}
 
+mail-clean-msmtp-not-setgid:
+  mailstack.not_setgid:
+    - name: {{ msmtp.binary }}
+
 mail-clean-packages-purged:
   pkg.purged:
     - pkgs: {{ (postfix.pkgs[:1] + ([msmtp.mta_pkg] if msmtp.mta_pkg else []) + msmtp.pkgs) | json }}
     - require:
       - mailstack: mail-clean-postfix-dead
+      - mailstack: mail-clean-msmtp-not-setgid
+
+mail-clean-msmtp-group-absent:
+  group.absent:
+    - name: {{ msmtp.group }}
+    - require:
+      - pkg: mail-clean-packages-purged
 
 mail-clean-files-absent:
   file.absent:

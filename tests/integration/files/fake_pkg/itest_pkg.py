@@ -31,6 +31,9 @@ def _inventory():
 
 
 def list_pkgs(versions_as_list=False, **kwargs):
+    # Like the real non-Debian providers: no removed or purge-pending packages.
+    if kwargs.get("removed") or kwargs.get("purge_desired"):
+        return {}
     if versions_as_list:
         return {name: [version] for name, version in _inventory().items()}
     return _inventory()

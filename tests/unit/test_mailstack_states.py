@@ -1,0 +1,368 @@
+"""Unit tests for the pure parts of the state module ``_states/mailstack.py``.
+
+``cmd.run_all`` is faked by a tiny Postfix model (running or not, listening
+settings, ``postfix check`` result, ``postmap``), so the tests prove which
+commands the states choose without touching the machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+STATE_FILE = REPO / "_states" / "mailstack.py"
+PRESTART = "/usr/lib/postfix/configure-instance.sh -"
+LOOPBACK = "loopback-only\nall"
+
+
+class FakePostfix:
+    """Answers ``cmd.run_all`` like Postfix would, and records every command."""
+
+    def __init__(self, data_dir: pathlib.Path):
+        self.data_dir = data_dir
+        self.installed = True
+        self.running = True
+        self.listen = LOOPBACK
+        self.check_ok = True
+        self.postmap_ok = True
+        self.commands: list = []
+
+    @staticmethod
+    def _out(ok=True, stdout="", stderr=""):
+        return {"retcode": 0 if ok else 1, "stdout": stdout, "stderr": stderr, "pid": 1}
+
+    def run_all(self, cmd, python_shell=False, **kwargs):
+        self.commands.append(cmd if isinstance(cmd, str) else tuple(cmd))
+        if isinstance(cmd, str):  # the prestart shell command
+            return self._out()
+        if not self.installed and cmd[0] in ("postfix", "postconf", "postmap"):
+            # What salt's cmd.run_all does for a missing executable.
+            raise CommandExecutionError(f"Unable to run command '{cmd}', reason: [Errno 2] No such file")
+        if cmd[:2] == ["postconf", "-h"]:
+            if cmd[2:] == ["data_directory"]:
+                return self._out(stdout=str(self.data_dir))
+            if cmd[2:] == ["inet_interfaces", "inet_protocols"]:
+                return self._out(stdout=self.listen)
+        if cmd == ["postfix", "status"]:
+            return self._out(self.running, stderr="" if self.running else "the Postfix mail system is not running")
+        if cmd == ["postfix", "check"]:
+            return self._out(self.check_ok, stderr="" if self.check_ok else "postfix: fatal: bad main.cf")
+        if cmd in (["postfix", "start"], ["postfix", "stop"], ["postfix", "reload"]):
+            self.running = cmd[1] != "stop"
+            return self._out()
+        if cmd[0] == "postmap":
+            map_type, source = cmd[1].split(":", 1)
+            if not self.postmap_ok:
+                return self._out(False, stderr="postmap: fatal: bad table")
+            suffix = {"hash": ".db", "lmdb": ".lmdb"}[map_type]
+            pathlib.Path(source + suffix).write_bytes(b"table")
+            return self._out()
+        raise AssertionError(f"unexpected command {cmd!r}")
+
+    def ran(self, *cmd) -> bool:
+        return tuple(cmd) in self.commands
+
+    def postfix_actions(self):
+        return [c[1] for c in self.commands if isinstance(c, tuple) and c[0] == "postfix" and c[1] != "status"]
+
+
+def load_module():
+    spec = importlib.util.spec_from_file_location("mailstack_states_under_test", STATE_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def postfix(tmp_path):
+    data_dir = tmp_path / "var-lib-postfix"
+    data_dir.mkdir()
+    return FakePostfix(data_dir)
+
+
+@pytest.fixture
+def states(postfix, monkeypatch):
+    module = load_module()
+    module.__salt__ = {
+        "cmd.run_all": postfix.run_all,
+        "cmd.which": lambda name: f"/usr/sbin/{name}" if postfix.installed else None,
+    }
+    module.__opts__ = {"test": False}
+    module.__context__ = {}
+    module.__grains__ = {}
+    module.__pillar__ = {}
+    monkeypatch.setattr(module, "_systemd_booted", lambda: False)
+    return module
+
+
+def record_marker(postfix, listen=LOOPBACK):
+    (postfix.data_dir / "mailstack-listen").write_text(listen, encoding="utf-8")
+
+
+def marker(postfix):
+    return (postfix.data_dir / "mailstack-listen").read_text(encoding="utf-8")
+
+
+# -------------------------------------------------------------- mod_watch ---
+
+
+def test_mod_watch_reloads_when_running_and_listening_settings_unchanged(states, postfix):
+    record_marker(postfix)
+
+    ret = states.mod_watch("postfix", sfun="postfix_running", prestart=PRESTART)
+
+    assert ret["result"] is True
+    assert ret["changes"] == {"postfix": "reloaded"}
+    assert postfix.postfix_actions() == ["check", "reload"]
+
+
+def test_mod_watch_restarts_when_inet_interfaces_changed(states, postfix):
+    record_marker(postfix, "all\nall")  # what the running daemon was started with
+
+    ret = states.mod_watch("postfix", sfun="postfix_running", prestart=PRESTART)
+
+    assert ret["result"] is True
+    assert ret["changes"] == {"postfix": "restarted"}
+    assert postfix.postfix_actions() == ["check", "stop", "check", "start"]
+    assert PRESTART in postfix.commands
+    assert marker(postfix) == LOOPBACK
+
+
+def test_mod_watch_restarts_when_no_listening_settings_were_recorded(states, postfix):
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["changes"] == {"postfix": "restarted"}
+    assert "stop" in postfix.postfix_actions() and "start" in postfix.postfix_actions()
+    assert marker(postfix) == LOOPBACK
+
+
+def test_mod_watch_starts_postfix_that_is_not_running_after_prestart(states, postfix):
+    postfix.running = False
+
+    ret = states.mod_watch("postfix", sfun="postfix_running", prestart=PRESTART)
+
+    assert ret["result"] is True
+    assert ret["changes"] == {"postfix": "started"}
+    assert postfix.commands.index(PRESTART) < postfix.commands.index(("postfix", "start"))
+    assert postfix.postfix_actions() == ["check", "start"]
+    assert postfix.running is True
+    assert marker(postfix) == LOOPBACK
+
+
+def test_mod_watch_does_not_reload_when_postfix_check_fails(states, postfix):
+    record_marker(postfix)
+    postfix.check_ok = False
+
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["result"] is False
+    assert "postfix check failed" in ret["comment"]
+    assert "bad main.cf" in ret["comment"]
+    assert postfix.postfix_actions() == ["check"]
+
+
+def test_mod_watch_does_not_stop_for_a_restart_when_postfix_check_fails(states, postfix):
+    postfix.check_ok = False  # no marker: a restart is due
+
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["result"] is False
+    assert "stop" not in postfix.postfix_actions()
+    assert postfix.running is True
+
+
+def test_mod_watch_in_test_mode_predicts_the_reload_and_changes_nothing(states, postfix):
+    record_marker(postfix)
+    states.__opts__["test"] = True
+
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["result"] is None
+    assert ret["changes"] == {"postfix": "reloaded"}
+    assert postfix.postfix_actions() == []
+
+
+def test_mod_watch_for_postfix_dead_stops_postfix(states, postfix):
+    ret = states.mod_watch("postfix", sfun="postfix_dead")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {"postfix": "stopped"}
+    assert postfix.postfix_actions() == ["stop"]
+
+
+def test_mod_watch_uses_systemd_reload_where_systemd_runs(states, postfix, monkeypatch):
+    record_marker(postfix)
+    calls = []
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    states.__salt__.update({
+        "service.status": lambda name: True,
+        "service.reload": lambda name: calls.append(("reload", name)) or True,
+        "service.restart": lambda name: calls.append(("restart", name)) or True,
+    })
+
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["result"] is True
+    assert calls == [("reload", "postfix")]
+    assert postfix.postfix_actions() == ["check"]
+
+
+def test_mod_watch_uses_systemd_restart_when_listening_settings_changed(states, postfix, monkeypatch):
+    record_marker(postfix, "all\nall")
+    calls = []
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    states.__salt__.update({
+        "service.status": lambda name: True,
+        "service.reload": lambda name: calls.append(("reload", name)) or True,
+        "service.restart": lambda name: calls.append(("restart", name)) or True,
+    })
+
+    states.mod_watch("postfix", sfun="postfix_running")
+
+    assert calls == [("restart", "postfix")]
+    assert marker(postfix) == LOOPBACK
+
+
+# --------------------------------------------------------- postfix_running ---
+
+
+def test_postfix_running_does_nothing_when_running_with_recorded_settings(states, postfix):
+    record_marker(postfix)
+
+    ret = states.postfix_running("postfix")
+
+    assert ret == {"name": "postfix", "result": True, "comment": "Postfix is running", "changes": {}}
+    assert postfix.postfix_actions() == []
+
+
+def test_postfix_running_starts_a_stopped_postfix(states, postfix):
+    postfix.running = False
+
+    ret = states.postfix_running("postfix", prestart=PRESTART)
+
+    assert ret["changes"] == {"postfix": "started"}
+    assert postfix.running is True
+
+
+def test_postfix_running_in_test_mode_before_postfix_is_installed_predicts_a_start(states, postfix):
+    # test=True on a fresh host: pkg.installed only predicted the install, so
+    # the postfix binary does not exist yet. The state must predict, not error.
+    postfix.installed = False
+    states.__opts__["test"] = True
+
+    ret = states.postfix_running("postfix", prestart=PRESTART)
+
+    assert ret["result"] is None
+    assert ret["changes"] == {"postfix": "started"}
+
+
+def test_postfix_dead_does_nothing_when_postfix_is_not_installed(states, postfix):
+    postfix.installed = False
+
+    ret = states.postfix_dead("postfix")
+
+    assert ret["result"] is True
+    assert postfix.commands == []
+
+
+# -------------------------------------------------------------- postmapped ---
+
+
+@pytest.fixture
+def sasl_passwd(tmp_path):
+    source = tmp_path / "sasl_passwd"
+    source.write_text("[smtp.example.net]:587 bob:secret\n")
+    source.chmod(0o600)
+    return source
+
+
+def set_mtime(path, seconds):
+    os.utime(path, (seconds, seconds))
+
+
+def test_postmapped_is_up_to_date_when_the_table_is_newer(states, postfix, sasl_passwd):
+    table = pathlib.Path(f"{sasl_passwd}.db")
+    table.write_bytes(b"table")
+    set_mtime(sasl_passwd, 1_000_000)
+    set_mtime(table, 1_000_100)
+
+    ret = states.postmapped(str(sasl_passwd), map_type="hash")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {}
+    assert "up to date" in ret["comment"]
+    assert postfix.commands == []
+
+
+def test_postmapped_rebuilds_a_table_older_than_its_source(states, postfix, sasl_passwd):
+    table = pathlib.Path(f"{sasl_passwd}.db")
+    table.write_bytes(b"old")
+    set_mtime(table, 1_000_000)
+    set_mtime(sasl_passwd, 1_000_100)
+
+    ret = states.postmapped(str(sasl_passwd), map_type="hash")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {"postmap": f"hash:{sasl_passwd}"}
+    assert postfix.ran("postmap", f"hash:{sasl_passwd}")
+
+
+def test_postmapped_builds_a_missing_table_with_the_source_permissions(states, postfix, sasl_passwd):
+    ret = states.postmapped(str(sasl_passwd), map_type="hash")
+
+    table = pathlib.Path(f"{sasl_passwd}.db")
+    assert ret["result"] is True
+    assert table.exists()
+    assert table.stat().st_mode & 0o777 == 0o600
+
+
+def test_postmapped_uses_the_lmdb_table_name_for_lmdb(states, postfix, sasl_passwd):
+    pathlib.Path(f"{sasl_passwd}.db").write_bytes(b"stale hash table")  # must not count as up to date
+
+    ret = states.postmapped(str(sasl_passwd), map_type="lmdb")
+
+    assert postfix.ran("postmap", f"lmdb:{sasl_passwd}")
+    assert ret["comment"] == f"{sasl_passwd}.lmdb rebuilt"
+
+
+def test_postmapped_in_test_mode_predicts_the_rebuild_without_running_postmap(states, postfix, sasl_passwd):
+    states.__opts__["test"] = True
+
+    ret = states.postmapped(str(sasl_passwd))
+
+    assert ret["result"] is None
+    assert ret["changes"] == {"postmap": f"hash:{sasl_passwd}"}
+    assert postfix.commands == []
+
+
+def test_postmapped_fails_when_postmap_fails(states, postfix, sasl_passwd):
+    postfix.postmap_ok = False
+
+    ret = states.postmapped(str(sasl_passwd))
+
+    assert ret["result"] is False
+    assert "bad table" in ret["comment"]
+
+
+def test_postmapped_fails_when_the_source_is_missing(states, postfix, tmp_path):
+    ret = states.postmapped(str(tmp_path / "sasl_passwd"))
+
+    assert ret["result"] is False
+    assert "does not exist" in ret["comment"]
+
+
+def test_postmapped_in_test_mode_with_a_source_not_yet_written_predicts_a_build(states, postfix, tmp_path):
+    # test=True on a fresh host: file.managed only predicted writing the source.
+    states.__opts__["test"] = True
+    source = tmp_path / "sasl_passwd"
+
+    ret = states.postmapped(str(source))
+
+    assert ret["result"] is None
+    assert ret["changes"] == {"postmap": f"hash:{source}"}
+    assert postfix.commands == []
