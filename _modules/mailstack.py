@@ -108,11 +108,20 @@ def _merged_raw():
 
 
 def _reject_unknown_keys(given, known, path):
-    for key, value in given.items():
+    """Raise for keys the formula does not know; an empty section counts as ``{}``."""
+    for key, value in list(given.items()):
         if key not in known:
             choices = ", ".join(sorted(k for k in known if k != "lookup"))
             raise CommandExecutionError(f"Unknown pillar key {path}:{key} (known keys: {choices})")
-        if isinstance(value, dict) and isinstance(known[key], dict):
+        if not isinstance(known[key], dict):
+            continue
+        if value is None:
+            given[key] = {}
+        elif not isinstance(value, dict):
+            raise CommandExecutionError(
+                f"Invalid pillar {path}:{key}: must be a mapping of settings, got {type(value).__name__}"
+            )
+        else:
             _reject_unknown_keys(value, known[key], f"{path}:{key}")
 
 
@@ -258,9 +267,17 @@ def _validate_lookup(lookup):
     check.text("lookup:postfix:prestart")
     for path in ("lookup:msmtp:pkgs", "lookup:postfix:pkgs"):
         value = check.get(path)
-        if not isinstance(value, list) or not all(isinstance(p, str) and p and _CONTROL_RE.search(p) is None for p in value):
-            check.fail(path, "must be a list of package names")
+        if not isinstance(value, list) or not value or not all(_is_package_name(p) for p in value):
+            check.fail(path, "must be a non-empty list of package names")
     return lookup
+
+
+def _is_package_name(value):
+    return isinstance(value, str) and bool(re.match(r"^[A-Za-z0-9][A-Za-z0-9+._-]*$", value))
+
+
+def _is_address(value):
+    return bool(_ADDRESS_RE.match(value))
 
 
 def _fqdn():
@@ -270,7 +287,7 @@ def _fqdn():
 def _with_derived_defaults(settings):
     if not settings["from"]:
         mailu_user = settings["mailu"]["user"]
-        settings["from"] = mailu_user if "@" in mailu_user else f"root@{_fqdn()}"
+        settings["from"] = mailu_user if _is_address(mailu_user) else f"root@{_fqdn()}"
     return settings
 
 
@@ -574,7 +591,8 @@ def _plan(include_secrets):
         for target in (msmtp_target, postfix_upstream):
             if target and target["password"]:
                 target["password"] = MASK
-    envelope_sender = conf["mailu"]["user"] if decided["mode"] == "mailu" and "@" in conf["mailu"]["user"] else ""
+    mailu_user = conf["mailu"]["user"]
+    envelope_sender = mailu_user if decided["mode"] == "mailu" and _is_address(mailu_user) else ""
     myhostname = _fqdn()
     return {
         "mode": decided["mode"],

@@ -74,6 +74,8 @@ def _record_listen_settings():
 
 
 def _is_running(service):
+    if not __salt__["cmd.which"]("postfix"):
+        return False
     if _systemd_booted():
         return __salt__["service.status"](service)
     return _run(["postfix", "status"])[0]
@@ -180,11 +182,13 @@ def postmapped(name, map_type="hash"):
         The table type: hash, lmdb, btree, cdb.
     """
     table = _map_file(name, map_type)
+    changes = {"postmap": f"{map_type}:{name}"}
     if not os.path.exists(name):
+        if __opts__["test"]:
+            return _ret(name, None, f"{table} would be built once {name} is written", changes)
         return _ret(name, False, f"{name} does not exist")
     if os.path.exists(table) and os.path.getmtime(table) >= os.path.getmtime(name):
         return _ret(name, True, f"{table} is up to date")
-    changes = {"postmap": f"{map_type}:{name}"}
     if __opts__["test"]:
         return _ret(name, None, f"{table} would be rebuilt", changes)
     ok, out = _run(["postmap", f"{map_type}:{name}"])

@@ -68,3 +68,19 @@ def postqueue_ids() -> list[str]:
     """Queue IDs of messages waiting in Postfix's queue."""
     result = subprocess.run(["postqueue", "-j"], capture_output=True, text=True, check=False)
     return [json.loads(line)["queue_id"] for line in result.stdout.splitlines() if line.strip()]
+
+
+def send_with_arguments(program: str, msg: email.message.EmailMessage, *recipients: str) -> subprocess.CompletedProcess:
+    """Submit as mail(1) does: recipients on the command line, no -t."""
+    return subprocess.run([program, "-oi", *recipients], input=msg.as_bytes(), capture_output=True,
+                          timeout=60, check=False)
+
+
+POSTFIX_LOG = pathlib.Path("/var/log/postfix-e2e.log")
+
+
+def postfix_log_tail(lines: int = 40) -> str:
+    """The end of Postfix's log (the e2e pillar sets maillog_file), for failure messages."""
+    if not POSTFIX_LOG.exists():
+        return "(no postfix log)"
+    return "\n".join(POSTFIX_LOG.read_text(errors="replace").splitlines()[-lines:])
