@@ -544,7 +544,8 @@ def _sasl_passwd(upstream):
 
 
 def _msmtp_quote(value):
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # msmtp strips the outer quotes and keeps everything between them as is.
+    return f'"{value}"'
 
 
 def _msmtprc(conf, target, envelope_sender):

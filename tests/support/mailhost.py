@@ -84,3 +84,8 @@ def postfix_log_tail(lines: int = 40) -> str:
     if not POSTFIX_LOG.exists():
         return "(no postfix log)"
     return "\n".join(POSTFIX_LOG.read_text(errors="replace").splitlines()[-lines:])
+
+
+def flush_queue() -> None:
+    """Ask Postfix to retry every deferred message now."""
+    subprocess.run(["postqueue", "-f"], check=True, capture_output=True)

@@ -856,11 +856,11 @@ def test_plan_masking_does_not_damage_the_cached_secrets(configure):
     assert mailstack.plan(include_secrets=True)["files"]["sasl_passwd"].endswith(f":{SECRET}\n")
 
 
-def test_plan_msmtprc_quotes_password_with_backslash_and_quote_escapes(configure):
+def test_plan_msmtprc_wraps_password_in_quotes_verbatim_as_msmtp_reads_it(configure):
     password = 'pa"ss\\word x'
     rc = msmtprc(configure({"mailu": mailu(password=password), "container": False}).plan(include_secrets=True))
 
-    assert rc["password"] == '"pa\\"ss\\\\word x"'
+    assert rc["password"] == '"pa"ss\\word x"'
 
 
 def test_plan_masked_msmtprc_password_is_quoted_mask(configure):
