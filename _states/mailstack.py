@@ -215,13 +215,14 @@ def setgid(name, group):
     upgrades keep it.
     """
     gid = __salt__["file.group_to_gid"](group)
-    if gid == "" or gid is None:
-        return _ret(name, False, f"group {group} does not exist")
-    if _mode_and_group(name) == (0o2755, gid):
+    exists = gid not in ("", None)
+    if exists and os.path.exists(name) and _mode_and_group(name) == (0o2755, gid):
         return _ret(name, True, f"{name} is setgid {group}")
     changes = {"mode": "2755", "group": group}
     if __opts__["test"]:
         return _ret(name, None, f"{name} would be made setgid {group}", changes)
+    if not exists:
+        return _ret(name, False, f"group {group} does not exist")
     if __salt__["cmd.which"]("dpkg-statoverride"):
         _statoverride("--remove", name)
         ok, out = _statoverride("--update", "--add", "root", group, "2755", name)

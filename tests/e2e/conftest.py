@@ -4,9 +4,11 @@ Every test starts from a machine without the formula's packages and leaves it
 that way (mail.clean), so tests do not depend on each other's order.
 """
 
+import copy
 import os
 
 import pytest
+import salt.utils.dictupdate
 
 from tests.support import mailhost
 from tests.support.salt_local import LocalMinion
@@ -52,7 +54,8 @@ def clean_machine(minion):
 
 
 def with_base(**mail):
-    """The e2e pillar: BASE_PILLAR with ``mail`` merged on top."""
-    merged = {**BASE_PILLAR, **mail}
-    merged["lookup"] = BASE_PILLAR["lookup"]
+    """The e2e pillar: BASE_PILLAR with ``mail`` merged on top (``lookup`` deeply)."""
+    lookup = mail.pop("lookup", {})
+    merged = {**copy.deepcopy(BASE_PILLAR), **mail}
+    merged["lookup"] = salt.utils.dictupdate.merge(merged["lookup"], lookup)
     return merged

@@ -44,7 +44,7 @@ REAL_PKG_PROVIDERS = ["aptpkg", "yumpkg", "pacmanpkg", "zypperpkg", "apkpkg", "e
 FAKE_INVENTORY = {"postfix": "3.9.0-1", "bash": "5.2.26-1"}
 
 
-def _grains(os_name, family, osfinger, major, fqdn, virtual="kvm"):
+def _grains(os_name, family, osfinger, major, fqdn, virtual="kvm", virtual_subtype=""):
     return {
         "os": os_name,
         "os_family": family,
@@ -52,6 +52,8 @@ def _grains(os_name, family, osfinger, major, fqdn, virtual="kvm"):
         "osmajorrelease": major,
         "fqdn": fqdn,
         "virtual": virtual,
+        # Set too: the real one of this machine ("Docker") would leak through.
+        "virtual_subtype": virtual_subtype,
     }
 
 
@@ -201,6 +203,8 @@ def os_minion(masterless_minion_factory):
 def run_parallel(jobs: dict, workers: int = 2) -> dict:
     """
     Run {key: (minion, args, kwargs)} salt-calls, two at a time (2 cores).
+    ``args`` may instead be a callable taking the minion, for calls that need
+    something done around them.
 
     Salt refuses two state runs on one minion at once, so the calls of one
     minion run one after the other; different minions run side by side.
@@ -209,8 +213,11 @@ def run_parallel(jobs: dict, workers: int = 2) -> dict:
     for key, (minion, args, kwargs) in jobs.items():
         queues.setdefault(minion.id, []).append((key, minion, args, kwargs))
 
+    def run_one(minion, args, kwargs):
+        return args(minion) if callable(args) else minion.call(*args, **kwargs)
+
     def run_queue(queue):
-        return [(key, minion.call(*args, **kwargs)) for key, minion, args, kwargs in queue]
+        return [(key, run_one(minion, args, kwargs)) for key, minion, args, kwargs in queue]
 
     results = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
