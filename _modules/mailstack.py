@@ -15,6 +15,7 @@ import copy
 import ipaddress
 import logging
 import os
+import pwd
 import re
 import socket
 import ssl
@@ -40,6 +41,7 @@ FS_ROOT = "/"
 _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
 _HOST_RE = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
 _ADDRESS_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _CONTAINER_CGROUP_RE = re.compile(r"docker|kubepods|containerd|libpod|podman|lxc|machine\.slice/.*nspawn")
 _CONTAINER_VIRTUAL = ("container", "docker", "lxc", "podman", "systemd-nspawn", "kubernetes", "openvzve")
@@ -229,6 +231,17 @@ def _validate_upstream(check, section, tls_choices):
     return out
 
 
+def _validate_senders(value):
+    if not isinstance(value, list) or not all(isinstance(user, str) and _USER_RE.match(user) for user in value):
+        raise CommandExecutionError(f"Invalid pillar mail:senders: must be a list of local user names, got {value!r}")
+    for user in value:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise CommandExecutionError(f"Invalid pillar mail:senders: user {user!r} does not exist on this minion")
+    return sorted(set(value))
+
+
 def _validate(raw):
     check = _Validator(raw)
     mailu = _validate_upstream(check, "mailu", MAILU_TLS)
@@ -241,6 +254,7 @@ def _validate(raw):
         "container": _validate_container(raw["container"]),
         "from": check.address("from"),
         "admin": check.address("admin"),
+        "senders": _validate_senders(raw["senders"]),
         "timeout": check.integer("timeout", 1, 300),
         "mailu": mailu,
         "relay": _validate_upstream(check, "relay", RELAY_TLS),
@@ -580,6 +594,12 @@ def _msmtp_aliases(admin):
     return f"default: {admin}\n" if admin else ""
 
 
+def _who_can_send(conf, secret_in_msmtprc):
+    if not secret_in_msmtprc:
+        return "every local user"
+    return "root and mail:senders (" + (", ".join(conf["senders"]) or "none") + "), who can read the password"
+
+
 def _plan(include_secrets):
     conf = _settings()
     decided = mode()
@@ -611,6 +631,7 @@ def _plan(include_secrets):
             "postfix relays to": _describe(postfix_upstream) if postfix else "(no postfix)",
             "mail for root goes to": conf["admin"] or f"root@{myhostname} (mail:admin is empty)",
             "sender": envelope_sender or conf["from"],
+            "who can send": _who_can_send(conf, bool(msmtp_target["user"])),
         },
         "files": {
             "msmtprc": _msmtprc(conf, msmtp_target, envelope_sender),

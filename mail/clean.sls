@@ -12,18 +12,13 @@ mail-clean-postfix-dead:
   mailstack.postfix_dead:
     - name: {{ postfix.service }}
 
-mail-clean-msmtp-not-setgid:
-  mailstack.not_setgid:
-    - name: {{ msmtp.binary }}
-
 mail-clean-packages-purged:
   pkg.purged:
     - pkgs: {{ (postfix.pkgs[:1] + ([msmtp.mta_pkg] if msmtp.mta_pkg else []) + msmtp.pkgs) | json }}
     - require:
       - mailstack: mail-clean-postfix-dead
-      - mailstack: mail-clean-msmtp-not-setgid
 
-mail-clean-msmtp-group-absent:
+mail-clean-senders-group-absent:
   group.absent:
     - name: {{ msmtp.group }}
     - require:

@@ -1,32 +1,22 @@
-{#- /etc/msmtprc holds a password when msmtp talks to an authenticated server
-    itself; then only root and the setgid msmtp binary can read it. #}
+{#- When msmtp itself authenticates, /etc/msmtprc holds the password: only
+    root and the users in mail:senders (through a formula-owned group) read it. #}
 {%- from "mail/map.jinja" import mail, plan with context %}
 {%- set msmtp = mail.lookup.msmtp %}
 {%- set secret = plan.files.secret_in_msmtprc %}
 
+mail-msmtp-config-senders-group:
 {%- if secret %}
-
-mail-msmtp-config-group:
   group.present:
     - name: {{ msmtp.group }}
     - system: true
+    - members: {{ mail.senders | json }}
     - require_in:
       - file: mail-msmtp-config-msmtprc
-
-mail-msmtp-config-setgid:
-  mailstack.setgid:
-    - name: {{ msmtp.binary }}
-    - group: {{ msmtp.group }}
-    - require:
-      - pkg: mail-msmtp-package-installed
-      - group: mail-msmtp-config-group
 {%- else %}
-
-mail-msmtp-config-setgid:
-  mailstack.not_setgid:
-    - name: {{ msmtp.binary }}
+  group.absent:
+    - name: {{ msmtp.group }}
     - require:
-      - pkg: mail-msmtp-package-installed
+      - file: mail-msmtp-config-msmtprc
 {%- endif %}
 
 mail-msmtp-config-msmtprc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -116,7 +117,7 @@ class Masterless:
 
     def call(self, *args, **kwargs) -> CallResult:
         cli = self.factory.salt_call_cli(timeout=180)
-        return CallResult(cli.run("--local", *args, **kwargs))
+        return CallResult(cli.run("--local", *args, env=offline_apt_env(), **kwargs))
 
     def sync(self) -> CallResult:
         result = self.call("saltutil.sync_all")
@@ -131,6 +132,35 @@ class Masterless:
         """Make ``mail`` the pillar of this minion (pillar files, no override)."""
         (self.pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mail\n")
         (self.pillar_dir / "mail.sls").write_text(salt.utils.yaml.safe_dump({"mail": mail}))
+
+
+_APT_SHIM_DIR: list[pathlib.Path] = []  # set by salt_factories_default_root_dir
+
+# Put first in PATH for every salt-call and minion daemon of these tests.
+APT_GET_SHIM = """#!/bin/sh
+# Integration tests: keep apt off the network and this machine unchanged.
+# In test mode, pkg.installed asks pkg.latest_version about packages that are
+# not installed, and Salt's apt provider then runs `apt-get -q update`
+# (refresh defaults to true there). That is a no-op here; simulations pass
+# through to the real apt-get; anything else is refused.
+for arg in "$@"; do
+    case "$arg" in
+        update) echo "Reading package lists... (apt-get update skipped by the integration tests)"; exit 0 ;;
+        -s|--simulate|--just-print|--dry-run|--no-act|--recon) exec /usr/bin/apt-get "$@" ;;
+    esac
+done
+echo "E: apt-get $* refused: the integration tests must not change this machine" >&2
+exit 100
+"""
+
+
+def offline_apt_env() -> dict:
+    """PATH with the apt-get shim first (see APT_GET_SHIM)."""
+    return {"PATH": f"{_APT_SHIM_DIR[0]}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
+
+
+def daemon_environ() -> dict:
+    return {**os.environ, **offline_apt_env()}
 
 
 def masterless_config(profile: str | None, grains: dict | None = None) -> dict:
@@ -157,8 +187,20 @@ def masterless_config(profile: str | None, grains: dict | None = None) -> dict:
 def salt_factories_default_root_dir():
     """Short root for all daemons (unix socket paths must stay < 108 bytes)."""
     path = pathlib.Path(tempfile.mkdtemp(prefix="sf", dir="/tmp"))
+    shim_dir = path / "bin"
+    shim_dir.mkdir()
+    (shim_dir / "apt-get").write_text(APT_GET_SHIM)
+    (shim_dir / "apt-get").chmod(0o755)
+    _APT_SHIM_DIR[:] = [shim_dir]
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def salt_factories_config():
+    """Stop daemons with SIGKILL-free terminate() rather than slow SIGTERM waits
+    meant for coverage data, which these tests do not collect."""
+    return {"slow_stop": False}
 
 
 @pytest.fixture(scope="session", autouse=True)

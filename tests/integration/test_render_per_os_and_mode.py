@@ -101,6 +101,7 @@ FAMILIES = {
     },
 }
 
+SENDERS_GROUP = "mail-senders"
 SASL_FILES = ["/etc/postfix/sasl_passwd", "/etc/postfix/sasl_passwd.db", "/etc/postfix/sasl_passwd.lmdb"]
 
 
@@ -139,7 +140,7 @@ def inventory(states):
     """What the rendered states manage, independent of state IDs."""
     inv = {
         "installed": [], "removed": [], "purged": [], "managed": {}, "absent": [], "symlinks": {},
-        "postfix_running": {}, "postfix_dead": [], "setgid": {}, "not_setgid": [], "groups": [],
+        "postfix_running": {}, "postfix_dead": [], "groups_present": {}, "groups_absent": [],
         "other": [],
     }
     for state_id, module, function, args in states:
@@ -158,12 +159,10 @@ def inventory(states):
             inv["postfix_running"][args["name"]] = args.get("prestart", "")
         elif key == "mailstack.postfix_dead":
             inv["postfix_dead"].append(args["name"])
-        elif key == "mailstack.setgid":
-            inv["setgid"][args["name"]] = args["group"]
-        elif key == "mailstack.not_setgid":
-            inv["not_setgid"].append(args["name"])
         elif key == "group.present":
-            inv["groups"].append(args["name"])
+            inv["groups_present"][args["name"]] = sorted(args.get("members") or [])
+        elif key == "group.absent":
+            inv["groups_absent"].append(args["name"])
         elif key in ("mailstack.postmapped", "test.show_notification"):
             pass
         else:
@@ -176,7 +175,7 @@ def expected_inventory(profile, mode):
     if mode == "disabled":
         return {
             "installed": [], "removed": [], "purged": [], "managed": {}, "absent": [], "symlinks": {},
-            "postfix_running": {}, "postfix_dead": [], "setgid": {}, "not_setgid": [], "groups": [],
+            "postfix_running": {}, "postfix_dead": [], "groups_present": {}, "groups_absent": [],
             "other": [],
         }
     secret = mode in SECRET_MSMTPRC_MODES
@@ -184,15 +183,15 @@ def expected_inventory(profile, mode):
         "purged": [],
         "managed": {
             "/etc/msmtprc": (
-                {"user": "root", "group": "msmtp", "mode": "0640"}
+                {"user": "root", "group": SENDERS_GROUP, "mode": "0640"}
                 if secret else {"user": "root", "group": "root", "mode": "0644"}
             ),
         },
         "absent": [],
         "symlinks": {},
-        "setgid": {"/usr/bin/msmtp": "msmtp"} if secret else {},
-        "not_setgid": [] if secret else ["/usr/bin/msmtp"],
-        "groups": ["msmtp"] if secret else [],
+        # Only root and the (here empty) mail:senders group read a secret-bearing msmtprc.
+        "groups_present": {SENDERS_GROUP: []} if secret else {},
+        "groups_absent": [] if secret else [SENDERS_GROUP],
         "other": [],
     }
     if mode in ADMIN_MODES:
@@ -230,7 +229,7 @@ def expected_inventory(profile, mode):
 
 def _normalized(inv):
     out = dict(inv)
-    for key in ("installed", "removed", "purged", "absent", "postfix_dead", "not_setgid", "groups"):
+    for key in ("installed", "removed", "purged", "absent", "postfix_dead", "groups_absent"):
         out[key] = sorted(inv[key])
     return out
 

@@ -55,7 +55,7 @@ class LocalMinion:
         self.pillar_dir = self.directory / "pillar"
         self.pillar_dir.mkdir(parents=True, exist_ok=True)
         (self.pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mail\n")
-        self.log_file = self.directory / "minion.log"
+        self.log_file = self.directory / "root" / "var" / "log" / "salt" / "minion"
         (self.directory / "minion").write_text(
             salt.utils.yaml.safe_dump(
                 {
@@ -64,7 +64,6 @@ class LocalMinion:
                     "root_dir": str(self.directory / "root"),
                     "file_roots": {"base": [str(REPO)]},
                     "pillar_roots": {"base": [str(self.pillar_dir)]},
-                    "log_file": str(self.log_file),
                 }
             )
         )

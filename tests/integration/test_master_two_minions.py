@@ -1,0 +1,128 @@
+"""
+One master, two minions whose pillar differs per minion ID (Mailu for A,
+the local Postfix relay for B), targeted together by one ``state.apply``.
+"""
+
+import pathlib
+
+import pytest
+import salt.utils.yaml
+
+from tests.integration.conftest import (
+    MAILU_PASSWORD,
+    OS_PROFILES,
+    PASSWORD,
+    REPO_ROOT,
+    assert_no_secret,
+    daemon_environ,
+)
+
+MINION_A = "mn-a"
+MINION_B = "mn-b"
+
+PILLAR_A = {
+    "container": False,
+    "mailu": {"host": "mail.mailu.test", "user": "noreply@mailu.test", "password": MAILU_PASSWORD},
+}
+PILLAR_B = {
+    "container": False,
+    "relay": {"relayhost": "smtp.relay.test", "user": "relayuser", "password": PASSWORD},
+}
+
+
+def _write(path: pathlib.Path, data) -> None:
+    path.write_text(salt.utils.yaml.safe_dump(data))
+
+
+@pytest.fixture(scope="module")
+def master(salt_factories):
+    factory = salt_factories.salt_master_daemon(
+        "mst",
+        # Two workers are plenty for two minions on a 2-core machine.
+        overrides={"file_roots": {"base": [str(REPO_ROOT)]}, "worker_threads": 2},
+    )
+    pillar_dir = pathlib.Path(factory.config["pillar_roots"]["base"][0])
+    _write(pillar_dir / "top.sls", {"base": {MINION_A: ["mail_mailu"], MINION_B: ["mail_relay"]}})
+    _write(pillar_dir / "mail_mailu.sls", {"mail": PILLAR_A})
+    _write(pillar_dir / "mail_relay.sls", {"mail": PILLAR_B})
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def minions(master):
+    factories = []
+    for minion_id, fqdn in ((MINION_A, "a.itest.example"), (MINION_B, "b.itest.example")):
+        grains = dict(OS_PROFILES["debian12"], fqdn=fqdn)
+        factories.append(
+            master.salt_minion_daemon(minion_id, overrides={"grains": grains}, environ=daemon_environ())
+        )
+    with factories[0].started(), factories[1].started():
+        yield factories
+
+
+@pytest.fixture(scope="module")
+def salt_cli(master, minions):
+    cli = master.salt_cli(timeout=180)
+    synced = cli.run("saltutil.sync_all", minion_tgt="*")
+    assert synced.returncode == 0, synced
+    assert set(synced.data) == {MINION_A, MINION_B}, synced
+    return cli
+
+
+def _run(cli, *args):
+    result = cli.run(*args, minion_tgt="*")
+    assert_no_secret((result.stdout or "") + (result.stderr or ""))
+    assert set(result.data or {}) == {MINION_A, MINION_B}, result
+    return result
+
+
+def _by_id(states):
+    return {value["__id__"]: value for value in states.values()}
+
+
+def test_plan_follows_each_minions_own_pillar(salt_cli):
+    result = _run(salt_cli, "mailstack.plan")
+    assert result.data[MINION_A]["mode"] == "mailu"
+    assert result.data[MINION_A]["postfix"] is False
+    assert result.data[MINION_A]["packages"] == {"install": ["msmtp", "msmtp-mta"], "remove": ["postfix"]}
+    assert result.data[MINION_B]["mode"] == "relay"
+    assert result.data[MINION_B]["postfix"] is True
+    assert result.data[MINION_B]["packages"] == {
+        "install": ["msmtp", "postfix", "libsasl2-modules"], "remove": ["msmtp-mta"]}
+
+
+def test_one_targeted_dry_run_applies_each_minions_own_plan(salt_cli):
+    result = _run(salt_cli, "state.apply", "mail", "test=True")
+    a, b = _by_id(result.data[MINION_A]), _by_id(result.data[MINION_B])
+    for states in (a, b):
+        failed = {sid: s["comment"] for sid, s in states.items() if s["result"] not in (True, None)}
+        assert failed == {}
+    # A: Mailu straight from msmtp; Postfix goes, msmtp-mta provides sendmail.
+    assert {"mail-smtp-clean-package-removed", "mail-smtp-clean-service-dead", "mail-msmtp-sendmail"} <= set(a)
+    assert "msmtp-mta" in a["mail-msmtp-sendmail"]["comment"] or a["mail-msmtp-sendmail"]["result"] is True
+    assert not {"mail-smtp-package-installed", "mail-smtp-config-main-cf", "mail-smtp-service-running"} & set(a)
+    # B: the local Postfix relay is installed and configured for B's relayhost.
+    assert {"mail-smtp-package-installed", "mail-smtp-config-main-cf", "mail-smtp-service-running"} <= set(b)
+    assert not {"mail-smtp-clean-package-removed", "mail-msmtp-sendmail"} & set(b)
+    main_cf = b["mail-smtp-config-main-cf"]
+    assert main_cf["result"] is None
+    if "diff" in main_cf["changes"]:
+        assert "myhostname = b.itest.example" in main_cf["changes"]["diff"]
+        assert "relayhost = [smtp.relay.test]:587" in main_cf["changes"]["diff"]
+
+
+def test_rendered_msmtprc_is_group_readable_only_where_it_holds_the_mailu_password(salt_cli):
+    result = _run(salt_cli, "state.show_sls", "mail")
+
+    def msmtprc(minion):
+        args = {}
+        for item in result.data[minion]["mail-msmtp-config-msmtprc"]["file"]:
+            if isinstance(item, dict):
+                args.update(item)
+        return args["name"], args["user"], args["group"], args["mode"]
+
+    assert msmtprc(MINION_A) == ("/etc/msmtprc", "root", "mail-senders", "0640")
+    assert msmtprc(MINION_B) == ("/etc/msmtprc", "root", "root", "0644")
+    assert "mail-smtp-config-main-cf" in result.data[MINION_B]
+    assert "mail-smtp-config-main-cf" not in result.data[MINION_A]
