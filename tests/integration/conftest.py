@@ -159,10 +159,6 @@ def offline_apt_env() -> dict:
     return {"PATH": f"{_APT_SHIM_DIR[0]}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
 
 
-def daemon_environ() -> dict:
-    return {**os.environ, **offline_apt_env()}
-
-
 def masterless_config(profile: str | None, grains: dict | None = None) -> dict:
     grains = dict(grains or OS_PROFILES[profile])
     overrides = {

@@ -14,7 +14,7 @@ from tests.integration.conftest import (
     PASSWORD,
     REPO_ROOT,
     assert_no_secret,
-    daemon_environ,
+    offline_apt_env,
 )
 
 MINION_A = "mn-a"
@@ -54,9 +54,9 @@ def minions(master):
     factories = []
     for minion_id, fqdn in ((MINION_A, "a.itest.example"), (MINION_B, "b.itest.example")):
         grains = dict(OS_PROFILES["debian12"], fqdn=fqdn)
-        factories.append(
-            master.salt_minion_daemon(minion_id, overrides={"grains": grains}, environ=daemon_environ())
-        )
+        factory = master.salt_minion_daemon(minion_id, overrides={"grains": grains})
+        factory.environ.update(offline_apt_env())
+        factories.append(factory)
     with factories[0].started(), factories[1].started():
         yield factories
 
