@@ -10,6 +10,8 @@ def _apply_in_container(minion, **mail):
     minion.set_pillar(with_base(container=True, **mail))
     result = minion.apply()
     assert result.returncode == 0, result.output
+    again = minion.apply()
+    assert again.returncode == 0 and again.changed == {}, again.changed
     return result
 
 
