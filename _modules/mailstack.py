@@ -7,13 +7,13 @@ on the plain values it returns. Settings come from, in order of precedence:
 ``mail/parameters/defaults.yaml``, ``os_family/``, ``os/`` and ``osfinger/``
 files beside it, pillar ``mail:lookup``, then pillar ``mail``.
 
-Passwords are only returned by ``settings(include_secrets=True)``, which the
-formula's templates use; every other function leaves them out.
+Passwords are only returned with ``include_secrets=True`` (``settings`` and
+``plan``), which the formula's secret-holding templates use; everything else
+masks them.
 """
 
 import copy
 import ipaddress
-import logging
 import os
 import pwd
 import re
@@ -24,13 +24,10 @@ import salt.utils.dictupdate
 import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
-log = logging.getLogger(__name__)
-
 __virtualname__ = "mailstack"
 
 PARAMETERS_DIR = "mail/parameters"
 MASK = "********"
-SYNC_HINT = "salt-call saltutil.sync_all"
 
 MODES = ("auto", "mailu", "relay")
 MAILU_TLS = ("implicit", "starttls")
@@ -315,9 +312,12 @@ def _masked(settings):
 
 
 def _settings():
-    if "mailstack.settings" not in __context__:
-        __context__["mailstack.settings"] = _with_derived_defaults(_validate(_merged_raw()))
-    return __context__["mailstack.settings"]
+    """The validated settings, computed once per run (per pillar, for long-lived minions)."""
+    pillar = __pillar__.get("mail")
+    cached = __context__.get("mailstack.settings")
+    if cached is None or cached[0] != pillar:
+        __context__["mailstack.settings"] = (copy.deepcopy(pillar), _with_derived_defaults(_validate(_merged_raw())))
+    return __context__["mailstack.settings"][1]
 
 
 def settings(include_secrets=False):

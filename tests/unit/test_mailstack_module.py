@@ -231,12 +231,20 @@ def test_settings_are_cached_in_context_and_the_fileserver_is_read_once(configur
     reads = len(fileserver.calls)
     assert reads > 0
 
-    mailstack.__pillar__ = {"mail": {"timeout": 99}}  # would change the result if re-read
     second = mailstack.settings()
 
     assert len(fileserver.calls) == reads
     assert second == first
     assert "mailstack.settings" in mailstack.__context__
+
+
+def test_settings_are_recomputed_when_the_pillar_changed_in_a_long_lived_minion(configure):
+    mailstack = configure({"mailu": mailu()})
+    assert mailstack.settings()["timeout"] == 10
+
+    mailstack.__pillar__ = {"mail": {"timeout": 99}}
+
+    assert mailstack.settings()["timeout"] == 99
 
 
 def test_settings_results_do_not_share_state_with_the_cache(configure):
