@@ -9,6 +9,7 @@ import pytest
 import salt.utils.yaml
 
 from tests.integration.conftest import (
+    FILE_IGNORE_GLOB,
     MAILU_PASSWORD,
     OS_PROFILES,
     PASSWORD,
@@ -38,8 +39,12 @@ def _write(path: pathlib.Path, data) -> None:
 def master(salt_factories):
     factory = salt_factories.salt_master_daemon(
         "mst",
-        # Two workers are plenty for two minions on a 2-core machine.
-        overrides={"file_roots": {"base": [str(REPO_ROOT)]}, "worker_threads": 2},
+        # The fewest workers Salt allows (3): two minions, 2 cores.
+        overrides={
+            "file_roots": {"base": [str(REPO_ROOT)]},
+            "file_ignore_glob": FILE_IGNORE_GLOB,
+            "worker_threads": 3,
+        },
     )
     pillar_dir = pathlib.Path(factory.config["pillar_roots"]["base"][0])
     _write(pillar_dir / "top.sls", {"base": {MINION_A: ["mail_mailu"], MINION_B: ["mail_relay"]}})

@@ -63,6 +63,7 @@ class LocalMinion:
                     "file_client": "local",
                     "root_dir": str(self.directory / "root"),
                     "file_roots": {"base": [str(REPO)]},
+                    "file_ignore_glob": [".venv", ".git", ".pytest_cache", "__pycache__"],
                     "pillar_roots": {"base": [str(self.pillar_dir)]},
                 }
             )
