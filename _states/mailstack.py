@@ -13,11 +13,11 @@ newer than the table.
 
 .. code-block:: yaml
 
-    mail-smtp-postfix-service:
+    mail-smtp-service-running:
       mailstack.postfix_running:
         - name: postfix
         - watch:
-          - file: mail-smtp-postfix-config
+          - file: mail-smtp-config-main-cf
 """
 
 import os
@@ -141,7 +141,7 @@ def postfix_dead(name="postfix"):
     Ensure Postfix is stopped (before its package is removed, since removing
     the package does not stop a daemon that no init system started).
     """
-    if not __salt__["cmd.which"]("postfix") or not _is_running(name):
+    if not _is_running(name):
         return _ret(name, True, "Postfix is not running")
     if __opts__["test"]:
         return _ret(name, None, "Postfix would be stopped", {"postfix": "stopped"})

@@ -2,6 +2,7 @@
 
 import base64
 import os
+import secrets
 import stat
 import subprocess
 import time
@@ -12,7 +13,8 @@ from tests.e2e.conftest import with_base
 from tests.support import mailhost
 
 LOGIN = "alerts@example.test"
-PASSWORD = "Pw-0f-the-e2e-t3st"
+# Made at run time, so that no file (not even this one) holds it beforehand.
+PASSWORD = "Pw-" + secrets.token_hex(12)
 SEARCHED = ["/etc", "/var", "/tmp", "/run", "/srv", "/root", "/home", "/opt"]
 NON_ROOT = "www-data"
 
