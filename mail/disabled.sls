@@ -2,4 +2,4 @@
 
 mail-disabled:
   test.show_notification:
-    - text: 'mail formula: nothing managed ({{ plan.mode_reason }})'
+    - text: {{ ('mail formula: nothing managed (' ~ plan.mode_reason ~ ')') | json }}

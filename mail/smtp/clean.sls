@@ -4,7 +4,7 @@
 
 mail-smtp-clean-skipped:
   test.show_notification:
-    - text: 'No local Postfix: {{ plan.get("postfix_reason", "mail.clean") }}'
+    - text: {{ ('No local Postfix: ' ~ plan.postfix_reason) | json }}
 
 mail-smtp-clean-service-dead:
   mailstack.postfix_dead:
