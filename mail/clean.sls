@@ -1,5 +1,5 @@
 {#- Undo everything the formula installs: Postfix, msmtp and their files. #}
-{%- from "mail/map.jinja" import error, mail with context %}
+{%- from "mail/map.jinja" import error, mail, sasl_files with context %}
 {%- if error %}
 
 include:
@@ -29,9 +29,9 @@ mail-clean-files-absent:
     - names:
       - {{ msmtp.config }}
       - {{ msmtp.aliases }}
-      - {{ postfix.config_dir }}/sasl_passwd
-      - {{ postfix.config_dir }}/sasl_passwd.db
-      - {{ postfix.config_dir }}/sasl_passwd.lmdb
+{%- for path in sasl_files %}
+      - {{ path }}
+{%- endfor %}
       - {{ postfix.config_dir }}/recipient_canonical
     - require:
       - pkg: mail-clean-packages-purged

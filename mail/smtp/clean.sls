@@ -1,5 +1,5 @@
 {#- No Postfix here: stop it before removing it, since no init system may stop it for us. #}
-{%- from "mail/map.jinja" import mail, plan with context %}
+{%- from "mail/map.jinja" import mail, plan, sasl_files with context %}
 {%- set postfix = mail.lookup.postfix %}
 
 mail-smtp-clean-skipped:
@@ -19,6 +19,6 @@ mail-smtp-clean-package-removed:
 mail-smtp-clean-secrets-absent:
   file.absent:
     - names:
-      - {{ postfix.config_dir }}/sasl_passwd
-      - {{ postfix.config_dir }}/sasl_passwd.db
-      - {{ postfix.config_dir }}/sasl_passwd.lmdb
+{%- for path in sasl_files %}
+      - {{ path }}
+{%- endfor %}

@@ -1,5 +1,5 @@
 {#- Written before the package is installed, so that Debian's postinst keeps it. #}
-{%- from "mail/map.jinja" import mail, plan with context %}
+{%- from "mail/map.jinja" import mail, plan, sasl_files with context %}
 {%- set dir = mail.lookup.postfix.config_dir %}
 
 mail-smtp-config-main-cf:
@@ -34,9 +34,9 @@ mail-smtp-config-sasl-passwd:
 {%- else %}
   file.absent:
     - names:
-      - {{ dir }}/sasl_passwd
-      - {{ dir }}/sasl_passwd.db
-      - {{ dir }}/sasl_passwd.lmdb
+{%- for path in sasl_files %}
+      - {{ path }}
+{%- endfor %}
 {%- endif %}
 
 mail-smtp-config-recipient-canonical:

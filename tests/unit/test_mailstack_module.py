@@ -10,7 +10,6 @@ the real defaults and per-OS maps. Container detection reads a fake root
 from __future__ import annotations
 
 import copy
-import importlib.util
 import pathlib
 import re
 import socket
@@ -18,7 +17,10 @@ import threading
 import time
 
 import pytest
+
 from salt.exceptions import CommandExecutionError
+
+from tests.support.loader import load_salt_module
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MODULE_FILE = REPO / "_modules" / "mailstack.py"
@@ -65,10 +67,7 @@ class FakeFileServer:
 
 
 def load_module():
-    spec = importlib.util.spec_from_file_location("mailstack_module_under_test", MODULE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_salt_module(MODULE_FILE, "mailstack_module_under_test")
 
 
 @pytest.fixture

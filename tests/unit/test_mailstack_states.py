@@ -7,12 +7,14 @@ commands the states choose without touching the machine.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 
 import pytest
+
 from salt.exceptions import CommandExecutionError
+
+from tests.support.loader import load_salt_module
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STATE_FILE = REPO / "_states" / "mailstack.py"
@@ -72,10 +74,7 @@ class FakePostfix:
 
 
 def load_module():
-    spec = importlib.util.spec_from_file_location("mailstack_states_under_test", STATE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_salt_module(STATE_FILE, "mailstack_states_under_test")
 
 
 @pytest.fixture
