@@ -169,7 +169,10 @@ class _Validator:
     def token(self, path, secret=False):
         value = self.text(path, secret=secret)
         if value != value.strip() or (not secret and re.search(r"\s", value)):
-            self.fail(path, "must not contain white space" if not secret else "must not start or end with white space")
+            self.fail(
+                path,
+                "must not contain white space" if not secret else "must not start or end with white space",
+            )
         return value
 
     def host(self, path):
@@ -222,20 +225,30 @@ def _validate_upstream(check, section, tls_choices):
     if out["user"] and not out["password"]:
         check.fail(f"{section}:password", f"is empty but mail:{section}:user is set")
     if out["user"] and not out["host"]:
-        check.fail(f"{section}:{host_key}", f"is empty but mail:{section}:user is set: credentials need a server")
+        check.fail(
+            f"{section}:{host_key}", f"is empty but mail:{section}:user is set: credentials need a server"
+        )
     if out["user"] and out["tls"] == "none":
-        check.fail(f"{section}:tls", "is none but credentials are set: a password is never sent in clear text")
+        check.fail(
+            f"{section}:tls", "is none but credentials are set: a password is never sent in clear text"
+        )
     return out
 
 
 def _validate_senders(value):
-    if not isinstance(value, list) or not all(isinstance(user, str) and _USER_RE.match(user) for user in value):
-        raise CommandExecutionError(f"Invalid pillar mail:senders: must be a list of local user names, got {value!r}")
+    if not isinstance(value, list) or not all(
+        isinstance(user, str) and _USER_RE.match(user) for user in value
+    ):
+        raise CommandExecutionError(
+            f"Invalid pillar mail:senders: must be a list of local user names, got {value!r}"
+        )
     for user in value:
         try:
             pwd.getpwnam(user)
         except KeyError:
-            raise CommandExecutionError(f"Invalid pillar mail:senders: user {user!r} does not exist on this minion")
+            raise CommandExecutionError(
+                f"Invalid pillar mail:senders: user {user!r} does not exist on this minion"
+            ) from None
     return sorted(set(value))
 
 
@@ -244,7 +257,10 @@ def _validate(raw):
     mailu = _validate_upstream(check, "mailu", MAILU_TLS)
     mailu["queue"] = check.boolean("mailu:queue")
     if mailu["host"] and not mailu["user"]:
-        check.fail("mailu:user", "is required when mail:mailu:host is set (Mailu only accepts authenticated submission)")
+        check.fail(
+            "mailu:user",
+            "is required when mail:mailu:host is set (Mailu only accepts authenticated submission)",
+        )
     settings = {
         "enabled": check.boolean("enabled"),
         "mode": check.choice("mode", MODES),
@@ -267,13 +283,24 @@ def _validate_lookup(lookup):
         if not isinstance(lookup.get(section), dict):
             raise CommandExecutionError(f"Invalid pillar mail:lookup:{section}: must be a mapping")
     check = _Validator({"lookup": lookup})
-    for path in ("lookup:ca_bundle", "lookup:msmtp:binary", "lookup:msmtp:config", "lookup:msmtp:aliases",
-                 "lookup:msmtp:sendmail", "lookup:postfix:config_dir"):
+    for path in (
+        "lookup:ca_bundle",
+        "lookup:msmtp:binary",
+        "lookup:msmtp:config",
+        "lookup:msmtp:aliases",
+        "lookup:msmtp:sendmail",
+        "lookup:postfix:config_dir",
+    ):
         if not check.path(path):
             check.fail(path, "must not be empty")
     check.path("lookup:postfix:maillog_file")
-    for path in ("lookup:msmtp:mta_pkg", "lookup:msmtp:group", "lookup:postfix:service", "lookup:postfix:map_type",
-                 "lookup:postfix:compatibility_level"):
+    for path in (
+        "lookup:msmtp:mta_pkg",
+        "lookup:msmtp:group",
+        "lookup:postfix:service",
+        "lookup:postfix:map_type",
+        "lookup:postfix:compatibility_level",
+    ):
         check.token(path)
     check.text("lookup:postfix:prestart")
     for path in ("lookup:msmtp:pkgs", "lookup:postfix:pkgs"):
@@ -316,7 +343,10 @@ def _settings():
     pillar = __pillar__.get("mail")
     cached = __context__.get("mailstack.settings")
     if cached is None or cached[0] != pillar:
-        __context__["mailstack.settings"] = (copy.deepcopy(pillar), _with_derived_defaults(_validate(_merged_raw())))
+        __context__["mailstack.settings"] = (
+            copy.deepcopy(pillar),
+            _with_derived_defaults(_validate(_merged_raw())),
+        )
     return __context__["mailstack.settings"][1]
 
 
@@ -528,12 +558,14 @@ def _postfix_main_cf(conf, upstream, envelope_sender, myhostname):
     }
     params.update(_postfix_tls(upstream))
     if upstream and upstream["user"]:
-        params.update({
-            "smtp_sasl_auth_enable": "yes",
-            "smtp_sasl_password_maps": f"{postfix['map_type']}:{postfix['config_dir']}/sasl_passwd",
-            "smtp_sasl_security_options": "noanonymous",
-            "smtp_sasl_tls_security_options": "noanonymous",
-        })
+        params.update(
+            {
+                "smtp_sasl_auth_enable": "yes",
+                "smtp_sasl_password_maps": f"{postfix['map_type']}:{postfix['config_dir']}/sasl_passwd",
+                "smtp_sasl_security_options": "noanonymous",
+                "smtp_sasl_tls_security_options": "noanonymous",
+            }
+        )
     if conf["admin"]:
         params["recipient_canonical_maps"] = f"regexp:{postfix['config_dir']}/recipient_canonical"
     if envelope_sender:
@@ -604,8 +636,12 @@ def _plan(include_secrets):
     conf = _settings()
     decided = mode()
     if decided["mode"] == "disabled":
-        return {"mode": "disabled", "mode_reason": decided["reason"], "container": None,
-                "container_reason": "not checked: mail is disabled"}
+        return {
+            "mode": "disabled",
+            "mode_reason": decided["reason"],
+            "container": None,
+            "container_reason": "not checked: mail is disabled",
+        }
     container = is_container()
     postfix, msmtp_target, postfix_upstream = _delivery(conf, decided["mode"], container["container"])
     if not include_secrets:
@@ -637,7 +673,9 @@ def _plan(include_secrets):
             "msmtprc": _msmtprc(conf, msmtp_target, envelope_sender),
             "msmtp_aliases": _msmtp_aliases(conf["admin"]),
             "secret_in_msmtprc": bool(msmtp_target["user"]),
-            "main_cf": _postfix_main_cf(conf, postfix_upstream, envelope_sender, myhostname) if postfix else {},
+            "main_cf": _postfix_main_cf(conf, postfix_upstream, envelope_sender, myhostname)
+            if postfix
+            else {},
             "sasl_passwd": _sasl_passwd(postfix_upstream) if postfix else "",
             "recipient_canonical": _recipient_canonical(conf["admin"], myhostname) if postfix else "",
         },
@@ -708,7 +746,9 @@ def probe():
     else:
         where = f"{target['host']}:{target['port']}"
         try:
-            banner = _probe_once(target["host"], target["port"], target["tls"], _settings()["timeout"], target["ca_file"])
+            banner = _probe_once(
+                target["host"], target["port"], target["tls"], _settings()["timeout"], target["ca_file"]
+            )
             result = {"reachable": True, "target": where, "comment": banner}
         except (OSError, ssl.SSLError) as exc:
             result = {"reachable": False, "target": where, "comment": f"{where} did not answer: {exc}"}

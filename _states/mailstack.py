@@ -196,4 +196,3 @@ def postmapped(name, map_type="hash"):
         return _ret(name, False, f"postmap {map_type}:{name} failed: {out}")
     os.chmod(table, os.stat(name).st_mode & 0o777)
     return _ret(name, True, f"{table} rebuilt", changes)
-

@@ -31,7 +31,9 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def minion(tmp_path_factory):
     if os.geteuid() != 0:
-        pytest.fail("the e2e tests apply the formula for real and need root (deselect them with -m 'not e2e')")
+        pytest.fail(
+            "the e2e tests apply the formula for real and need root (deselect them with -m 'not e2e')"
+        )
     directory = tmp_path_factory.mktemp("minion")
     local = LocalMinion(directory)
     synced = local.sync()

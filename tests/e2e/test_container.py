@@ -25,8 +25,9 @@ def _assert_no_postfix_and_says_why(result):
 
 def test_container_relay_sends_with_msmtp_straight_to_the_relayhost(clean_machine, smtp_peer_factory):
     relayhost = smtp_peer_factory(tls="none")
-    result = _apply_in_container(clean_machine, relay={"relayhost": "127.0.0.1", "port": relayhost.port,
-                                                       "tls": "none"})
+    result = _apply_in_container(
+        clean_machine, relay={"relayhost": "127.0.0.1", "port": relayhost.port, "tls": "none"}
+    )
     _assert_no_postfix_and_says_why(result)
 
     msg = mailhost.message("someone@example.test", subject="from a container")
@@ -37,7 +38,8 @@ def test_container_relay_sends_with_msmtp_straight_to_the_relayhost(clean_machin
 
 
 def test_container_without_relayhost_sends_to_the_hosts_relay_on_loopback_port_25(
-        clean_machine, smtp_peer_factory):
+    clean_machine, smtp_peer_factory
+):
     result = _apply_in_container(clean_machine)
     _assert_no_postfix_and_says_why(result)
     host_relay = smtp_peer_factory(tls="none", port=25)

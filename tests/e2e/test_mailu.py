@@ -14,8 +14,17 @@ PORT_STYLES = {"465-implicit": "implicit", "587-starttls": "starttls"}
 
 
 def _mailu(port, tls, ca_file, password=PASSWORD, **extra):
-    return with_base(mailu={"host": "localhost", "port": port, "tls": tls, "user": LOGIN,
-                            "password": password, "ca_file": str(ca_file), **extra})
+    return with_base(
+        mailu={
+            "host": "localhost",
+            "port": port,
+            "tls": tls,
+            "user": LOGIN,
+            "password": password,
+            "ca_file": str(ca_file),
+            **extra,
+        }
+    )
 
 
 def _apply(minion, pillar):
@@ -31,7 +40,8 @@ def _mailu_standin(factory, tls):
 
 @pytest.mark.parametrize("tls", PORT_STYLES.values(), ids=PORT_STYLES.keys())
 def test_mailu_direct_delivers_from_sendmail_and_msmtp_with_the_login_as_sender(
-        clean_machine, smtp_peer_factory, test_ca, tls):
+    clean_machine, smtp_peer_factory, test_ca, tls
+):
     mailu = _mailu_standin(smtp_peer_factory, tls)
     _apply(clean_machine, _mailu(mailu.port, tls, test_ca.ca_file))
     assert not mailhost.package_installed("postfix")
@@ -51,7 +61,8 @@ def test_mailu_direct_delivers_from_sendmail_and_msmtp_with_the_login_as_sender(
 
 
 def test_mailu_direct_with_a_wrong_password_fails_clearly_and_delivers_nothing(
-        clean_machine, smtp_peer_factory, test_ca):
+    clean_machine, smtp_peer_factory, test_ca
+):
     mailu = _mailu_standin(smtp_peer_factory, "implicit")
     _apply(clean_machine, _mailu(mailu.port, "implicit", test_ca.ca_file, password="not-the-token"))
 
@@ -64,8 +75,7 @@ def test_mailu_direct_with_a_wrong_password_fails_clearly_and_delivers_nothing(
     assert mailu.mailbox.messages() == []
 
 
-def test_mailu_direct_refuses_a_certificate_from_an_untrusted_ca(
-        clean_machine, smtp_peer_factory, tmp_path):
+def test_mailu_direct_refuses_a_certificate_from_an_untrusted_ca(clean_machine, smtp_peer_factory, tmp_path):
     mailu = _mailu_standin(smtp_peer_factory, "implicit")
     other_ca = TestCA(tmp_path)
     _apply(clean_machine, _mailu(mailu.port, "implicit", other_ca.ca_file))
@@ -79,7 +89,8 @@ def test_mailu_direct_refuses_a_certificate_from_an_untrusted_ca(
 
 
 def test_mailu_queued_keeps_50_messages_while_mailu_is_down_and_delivers_each_once(
-        clean_machine, smtp_peer_factory, test_ca):
+    clean_machine, smtp_peer_factory, test_ca
+):
     mailu = _mailu_standin(smtp_peer_factory, "starttls")
     port = mailu.port
     _apply(clean_machine, _mailu(port, "starttls", test_ca.ca_file, queue=True))
@@ -95,8 +106,9 @@ def test_mailu_queued_keeps_50_messages_while_mailu_is_down_and_delivers_each_on
         time.sleep(0.5)
     assert len(mailhost.postqueue_ids()) == 50, mailhost.postfix_log_tail()
 
-    with SmtpPeer(tls="starttls", ca=test_ca, users={LOGIN: PASSWORD}, sender_must_match_login=True,
-                  port=port) as back:
+    with SmtpPeer(
+        tls="starttls", ca=test_ca, users={LOGIN: PASSWORD}, sender_must_match_login=True, port=port
+    ) as back:
         mailhost.flush_queue()
         ids = [mailhost.message_id(m) for m in messages]
         assert back.mailbox.wait_for_ids(ids, timeout=120), mailhost.postfix_log_tail()

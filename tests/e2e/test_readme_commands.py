@@ -10,11 +10,19 @@ from tests.support.salt_local import REPO
 
 def _bin_apply(*args, pillar_dir):
     env = {**os.environ, "MAIL_PILLAR_DIR": str(pillar_dir)}
-    return subprocess.run([str(REPO / "bin" / "apply"), *args, "--out=json"], capture_output=True, text=True,
-                          env=env, timeout=900, check=False)
+    return subprocess.run(
+        [str(REPO / "bin" / "apply"), *args, "--out=json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
 
 
-def test_bin_apply_with_no_pillar_applies_the_default_plan_idempotently_then_cleans_up(clean_machine, tmp_path):
+def test_bin_apply_with_no_pillar_applies_the_default_plan_idempotently_then_cleans_up(
+    clean_machine, tmp_path
+):
     plan = _bin_apply("mailstack.plan", pillar_dir=tmp_path)
     assert plan.returncode == 0, plan.stderr
     decided = json.loads(plan.stdout)["local"]

@@ -1,8 +1,8 @@
 """The local Postfix relay: delivery through a smarthost, bursts, and a closed relay."""
 
 import concurrent.futures
-import socket
 import smtplib
+import socket
 
 import pytest
 
@@ -34,11 +34,19 @@ def _apply_relay(minion, **relay):
 
 @pytest.mark.parametrize("secured", [False, True], ids=["plain-smarthost", "starttls-sasl-smarthost"])
 def test_relay_through_smarthost_delivers_every_local_submission_and_root_mail_to_admin(
-        clean_machine, smtp_peer_factory, test_ca, secured):
+    clean_machine, smtp_peer_factory, test_ca, secured
+):
     if secured:
         smarthost = smtp_peer_factory(tls="starttls", users={USER: PASSWORD})
-        _apply_relay(clean_machine, relayhost="localhost", port=smarthost.port, tls="starttls",
-                     user=USER, password=PASSWORD, ca_file=str(test_ca.ca_file))
+        _apply_relay(
+            clean_machine,
+            relayhost="localhost",
+            port=smarthost.port,
+            tls="starttls",
+            user=USER,
+            password=PASSWORD,
+            ca_file=str(test_ca.ca_file),
+        )
     else:
         smarthost = smtp_peer_factory(tls="none")
         _apply_relay(clean_machine, relayhost="127.0.0.1", port=smarthost.port, tls="none")
@@ -51,8 +59,9 @@ def test_relay_through_smarthost_delivers_every_local_submission_and_root_mail_t
     to_root = mailhost.message("root", subject="to root")
     assert mailhost.send_with_arguments(mailhost.SENDMAIL, to_root, "root").returncode == 0
 
-    assert smarthost.mailbox.wait_for_ids(sent + [mailhost.message_id(to_root)], timeout=60), \
+    assert smarthost.mailbox.wait_for_ids(sent + [mailhost.message_id(to_root)], timeout=60), (
         mailhost.postfix_log_tail()
+    )
     assert all(smarthost.mailbox.count(i) == 1 for i in sent)
     root_mail = [m for m in smarthost.mailbox.messages() if m.message_id == mailhost.message_id(to_root)]
     assert root_mail[0].rcpt_tos == [ADMIN]
@@ -89,8 +98,9 @@ def test_relay_is_closed_to_the_network_and_open_only_to_the_host_itself(clean_m
             client.mail("root@example.test")
             assert client.rcpt("someone@outside.example")[0] == 250
 
-        foreign = socket.create_connection(("127.0.0.1", 25), timeout=10,
-                                           source_address=(network.host_address, 0))
+        foreign = socket.create_connection(
+            ("127.0.0.1", 25), timeout=10, source_address=(network.host_address, 0)
+        )
         with smtplib.SMTP(timeout=10) as client:
             client.sock = foreign
             client.file = None

@@ -2,6 +2,7 @@
 
 import base64
 import os
+import pathlib
 import secrets
 import stat
 import subprocess
@@ -20,10 +21,22 @@ NON_ROOT = "www-data"
 
 
 def _pillars(peer, ca_file):
-    mailu = {"host": "localhost", "port": peer.port, "tls": "starttls", "user": LOGIN, "password": PASSWORD,
-             "ca_file": str(ca_file)}
-    relay = {"relayhost": "localhost", "port": peer.port, "tls": "starttls", "user": LOGIN, "password": PASSWORD,
-             "ca_file": str(ca_file)}
+    mailu = {
+        "host": "localhost",
+        "port": peer.port,
+        "tls": "starttls",
+        "user": LOGIN,
+        "password": PASSWORD,
+        "ca_file": str(ca_file),
+    }
+    relay = {
+        "relayhost": "localhost",
+        "port": peer.port,
+        "tls": "starttls",
+        "user": LOGIN,
+        "password": PASSWORD,
+        "ca_file": str(ca_file),
+    }
     senders = [NON_ROOT]
     return {
         "mailu-direct": with_base(mailu=mailu, senders=senders),
@@ -35,15 +48,20 @@ def _pillars(peer, ca_file):
 
 def _readable_by(user, paths):
     """Files under ``paths`` that ``user`` can read and that contain PASSWORD."""
-    result = subprocess.run(["runuser", "-u", user, "--", "grep", "-rlFa", "--devices=skip", "-e", PASSWORD,
-                             *paths], capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        ["runuser", "-u", user, "--", "grep", "-rlFa", "--devices=skip", "-e", PASSWORD, *paths],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     return result.stdout.split()
 
 
 def _secret_file_modes():
     modes = {}
     for path in ("/etc/msmtprc", "/etc/postfix/sasl_passwd", "/etc/postfix/sasl_passwd.db"):
-        if os.path.exists(path) and PASSWORD.encode() in open(path, "rb").read():
+        if os.path.exists(path) and PASSWORD.encode() in pathlib.Path(path).read_bytes():
             info = os.stat(path)
             modes[path] = (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
     return modes
@@ -51,7 +69,8 @@ def _secret_file_modes():
 
 @pytest.mark.parametrize("mode", ["mailu-direct", "mailu-queued", "relay-sasl", "container-relay-sasl"])
 def test_password_never_leaks_and_a_non_root_user_can_still_send(
-        clean_machine, smtp_peer_factory, test_ca, mode):
+    clean_machine, smtp_peer_factory, test_ca, mode
+):
     minion = clean_machine
     mailu = mode.startswith("mailu")
     peer = smtp_peer_factory(tls="starttls", users={LOGIN: PASSWORD}, sender_must_match_login=mailu)
@@ -60,8 +79,11 @@ def test_password_never_leaks_and_a_non_root_user_can_still_send(
     applied = minion.apply(out="highstate")
     assert applied.returncode == 0, applied.output
     outputs += [applied, minion.apply(test=True, out="yaml"), minion.apply(out="json")]
-    outputs += [minion.run("state.show_sls", "mail", out="yaml"), minion.run("mailstack.plan", out="yaml"),
-                minion.run("mailstack.settings", out="json")]
+    outputs += [
+        minion.run("state.show_sls", "mail", out="yaml"),
+        minion.run("mailstack.plan", out="yaml"),
+        minion.run("mailstack.settings", out="json"),
+    ]
 
     for result in outputs:
         assert PASSWORD not in result.output
@@ -73,7 +95,7 @@ def test_password_never_leaks_and_a_non_root_user_can_still_send(
 
     modes = _secret_file_modes()
     assert modes, "the password is in none of the files that should hold it"
-    for path, (mode_bits, uid, gid) in modes.items():
+    for path, (mode_bits, uid, _gid) in modes.items():
         assert uid == 0 and mode_bits & 0o007 == 0, path
         assert mode_bits in (0o600, 0o640), (path, oct(mode_bits))
 
@@ -84,7 +106,8 @@ def test_password_never_leaks_and_a_non_root_user_can_still_send(
 
 
 def test_a_user_not_in_senders_can_neither_read_nor_use_the_mailu_password(
-        clean_machine, smtp_peer_factory, test_ca):
+    clean_machine, smtp_peer_factory, test_ca
+):
     peer = smtp_peer_factory(tls="starttls", users={LOGIN: PASSWORD}, sender_must_match_login=True)
     clean_machine.set_pillar(_pillars(peer, test_ca.ca_file)["mailu-direct"])
     assert clean_machine.apply().returncode == 0

@@ -5,7 +5,8 @@ from tests.support import mailhost
 
 
 def test_relay_mode_delivers_sendmail_and_msmtp_mail_then_is_idempotent_and_cleans_up(
-        clean_machine, smtp_peer_factory):
+    clean_machine, smtp_peer_factory
+):
     minion = clean_machine
     sink = smtp_peer_factory(tls="none")
     minion.set_pillar(with_base(relay={"relayhost": "127.0.0.1", "port": sink.port, "tls": "none"}))

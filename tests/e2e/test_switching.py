@@ -16,13 +16,22 @@ def _changed(result):
 
 
 def test_relay_mailu_queued_relay_in_turn_each_predicted_idempotent_and_delivering(
-        clean_machine, smtp_peer_factory, test_ca):
+    clean_machine, smtp_peer_factory, test_ca
+):
     minion = clean_machine
     smarthost = smtp_peer_factory(tls="none")
     mailu = smtp_peer_factory(tls="implicit", users={LOGIN: PASSWORD}, sender_must_match_login=True)
     relay = with_base(relay={"relayhost": "127.0.0.1", "port": smarthost.port, "tls": "none"})
-    mailu_direct = with_base(mailu={"host": "localhost", "port": mailu.port, "tls": "implicit", "user": LOGIN,
-                                    "password": PASSWORD, "ca_file": str(test_ca.ca_file)})
+    mailu_direct = with_base(
+        mailu={
+            "host": "localhost",
+            "port": mailu.port,
+            "tls": "implicit",
+            "user": LOGIN,
+            "password": PASSWORD,
+            "ca_file": str(test_ca.ca_file),
+        }
+    )
     mailu_queued = with_base(mailu={**mailu_direct["mailu"], "queue": True})
     steps = [
         ("relay", relay, smarthost, True),
@@ -43,10 +52,14 @@ def test_relay_mailu_queued_relay_in_turn_each_predicted_idempotent_and_deliveri
         assert mailhost.package_installed("postfix") is postfix, name
         assert mailhost.package_installed("msmtp-mta") is not postfix, name
         assert mailhost.postfix_running() is postfix, name
-        assert set(mailhost.tcp_listeners(25)) <= LOOPBACK_25 if postfix else mailhost.tcp_listeners(25) == [], name
+        assert (
+            set(mailhost.tcp_listeners(25)) <= LOOPBACK_25 if postfix else mailhost.tcp_listeners(25) == []
+        ), name
 
         msg = mailhost.message("someone@example.test", subject=f"after switching to {name}")
         result = mailhost.send(mailhost.SENDMAIL, msg)
         assert result.returncode == 0, (name, result.stderr)
-        assert peer.mailbox.wait_for_ids([mailhost.message_id(msg)], timeout=60), \
-            (name, mailhost.postfix_log_tail())
+        assert peer.mailbox.wait_for_ids([mailhost.message_id(msg)], timeout=60), (
+            name,
+            mailhost.postfix_log_tail(),
+        )

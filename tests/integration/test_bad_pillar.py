@@ -13,14 +13,20 @@ BAD_PILLARS = {
     "port-not-a-number": ({"container": False, "relay": {"port": "abc"}}, "mail:relay:port"),
     "unknown-mode": ({"container": False, "mode": "smtp"}, "mail:mode"),
     "password-with-newline": (
-        {"container": False, "relay": {**RELAY_WITH_AUTH, "password": PASSWORD + "\nrelayhost = [evil.test]"}},
+        {
+            "container": False,
+            "relay": {**RELAY_WITH_AUTH, "password": PASSWORD + "\nrelayhost = [evil.test]"},
+        },
         "mail:relay:password",
     ),
     "relayhost-injecting-a-line": (
         {"container": False, "relay": {"relayhost": "smtp.relay.test\nmydestination = evil.test"}},
         "mail:relay:relayhost",
     ),
-    "credentials-in-clear-text": ({"container": False, "relay": {**RELAY_WITH_AUTH, "tls": "none"}}, "mail:relay:tls"),
+    "credentials-in-clear-text": (
+        {"container": False, "relay": {**RELAY_WITH_AUTH, "tls": "none"}},
+        "mail:relay:tls",
+    ),
     "container-not-a-boolean": ({"container": "maybe"}, "mail:container"),
     "misspelled-key": ({"container": False, "relay": {"passwd": PASSWORD}}, "mail:relay:passwd"),
 }

@@ -94,7 +94,9 @@ def test_plan_follows_each_minions_own_pillar(salt_cli):
     assert result.data[MINION_B]["mode"] == "relay"
     assert result.data[MINION_B]["postfix"] is True
     assert result.data[MINION_B]["packages"] == {
-        "install": ["msmtp", "postfix", "libsasl2-modules"], "remove": ["msmtp-mta"]}
+        "install": ["msmtp", "postfix", "libsasl2-modules"],
+        "remove": ["msmtp-mta"],
+    }
 
 
 def test_one_targeted_dry_run_applies_each_minions_own_plan(salt_cli):
@@ -104,9 +106,13 @@ def test_one_targeted_dry_run_applies_each_minions_own_plan(salt_cli):
         failed = {sid: s["comment"] for sid, s in states.items() if s["result"] not in (True, None)}
         assert failed == {}
     # A: Mailu straight from msmtp; Postfix goes, msmtp-mta provides sendmail.
-    assert {"mail-smtp-clean-package-removed", "mail-smtp-clean-service-dead", "mail-msmtp-sendmail"} <= set(a)
+    assert {"mail-smtp-clean-package-removed", "mail-smtp-clean-service-dead", "mail-msmtp-sendmail"} <= set(
+        a
+    )
     assert "msmtp-mta" in a["mail-msmtp-sendmail"]["comment"] or a["mail-msmtp-sendmail"]["result"] is True
-    assert not {"mail-smtp-package-installed", "mail-smtp-config-main-cf", "mail-smtp-service-running"} & set(a)
+    assert not {"mail-smtp-package-installed", "mail-smtp-config-main-cf", "mail-smtp-service-running"} & set(
+        a
+    )
     # B: the local Postfix relay is installed and configured for B's relayhost.
     assert {"mail-smtp-package-installed", "mail-smtp-config-main-cf", "mail-smtp-service-running"} <= set(b)
     assert not {"mail-smtp-clean-package-removed", "mail-msmtp-sendmail"} & set(b)

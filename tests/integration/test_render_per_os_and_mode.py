@@ -39,7 +39,13 @@ MODES = {
     "relay_auth": {
         "container": False,
         "admin": ADMIN,
-        "relay": {"relayhost": RELAYHOST, "port": 587, "tls": "starttls", "user": "relayuser", "password": PASSWORD},
+        "relay": {
+            "relayhost": RELAYHOST,
+            "port": 587,
+            "tls": "starttls",
+            "user": "relayuser",
+            "password": PASSWORD,
+        },
     },
     # msmtp submits straight to Mailu; no Postfix.
     "mailu": {
@@ -57,7 +63,13 @@ MODES = {
     # In a container with a smarthost: msmtp holds the credentials.
     "container_relay_auth": {
         "container": True,
-        "relay": {"relayhost": RELAYHOST, "port": 465, "tls": "implicit", "user": "relayuser", "password": PASSWORD},
+        "relay": {
+            "relayhost": RELAYHOST,
+            "port": 465,
+            "tls": "implicit",
+            "user": "relayuser",
+            "password": PASSWORD,
+        },
     },
     # Nothing managed, even though credentials are in the pillar.
     "disabled": {
@@ -79,25 +91,49 @@ DEFAULT_CA = "/etc/ssl/certs/ca-certificates.crt"
 # Postfix packages, postmap table type, compatibility_level, CA bundle, prestart.
 FAMILIES = {
     "Debian": {
-        "msmtp": ["msmtp"], "mta_pkg": "msmtp-mta", "postfix": ["postfix", "libsasl2-modules"],
-        "map_type": "hash", "compat": "3.6", "ca": DEFAULT_CA,
+        "msmtp": ["msmtp"],
+        "mta_pkg": "msmtp-mta",
+        "postfix": ["postfix", "libsasl2-modules"],
+        "map_type": "hash",
+        "compat": "3.6",
+        "ca": DEFAULT_CA,
         "prestart": "/usr/lib/postfix/configure-instance.sh -",
     },
     "Arch": {
-        "msmtp": ["msmtp"], "mta_pkg": "msmtp-mta", "postfix": ["postfix"],
-        "map_type": "lmdb", "compat": "3.6", "ca": DEFAULT_CA, "prestart": "",
+        "msmtp": ["msmtp"],
+        "mta_pkg": "msmtp-mta",
+        "postfix": ["postfix"],
+        "map_type": "lmdb",
+        "compat": "3.6",
+        "ca": DEFAULT_CA,
+        "prestart": "",
     },
     "RedHat": {
-        "msmtp": ["msmtp"], "mta_pkg": "", "postfix": ["postfix", "cyrus-sasl-plain"],
-        "map_type": "hash", "compat": "2", "ca": "/etc/pki/tls/certs/ca-bundle.crt", "prestart": "",
+        "msmtp": ["msmtp"],
+        "mta_pkg": "",
+        "postfix": ["postfix", "cyrus-sasl-plain"],
+        "map_type": "hash",
+        "compat": "2",
+        "ca": "/etc/pki/tls/certs/ca-bundle.crt",
+        "prestart": "",
     },
     "Suse": {
-        "msmtp": ["msmtp"], "mta_pkg": "msmtp-mta", "postfix": ["postfix", "cyrus-sasl-plain"],
-        "map_type": "hash", "compat": "2", "ca": "/etc/ssl/ca-bundle.pem", "prestart": "",
+        "msmtp": ["msmtp"],
+        "mta_pkg": "msmtp-mta",
+        "postfix": ["postfix", "cyrus-sasl-plain"],
+        "map_type": "hash",
+        "compat": "2",
+        "ca": "/etc/ssl/ca-bundle.pem",
+        "prestart": "",
     },
     "Alpine": {
-        "msmtp": ["msmtp"], "mta_pkg": "", "postfix": ["postfix", "cyrus-sasl-login"],
-        "map_type": "lmdb", "compat": "3.6", "ca": DEFAULT_CA, "prestart": "",
+        "msmtp": ["msmtp"],
+        "mta_pkg": "",
+        "postfix": ["postfix", "cyrus-sasl-login"],
+        "map_type": "lmdb",
+        "compat": "3.6",
+        "ca": DEFAULT_CA,
+        "prestart": "",
     },
 }
 
@@ -139,8 +175,16 @@ def _names(args):
 def inventory(states):
     """What the rendered states manage, independent of state IDs."""
     inv = {
-        "installed": [], "removed": [], "purged": [], "managed": {}, "absent": [], "symlinks": {},
-        "postfix_running": {}, "postfix_dead": [], "groups_present": {}, "groups_absent": [],
+        "installed": [],
+        "removed": [],
+        "purged": [],
+        "managed": {},
+        "absent": [],
+        "symlinks": {},
+        "postfix_running": {},
+        "postfix_dead": [],
+        "groups_present": {},
+        "groups_absent": [],
         "other": [],
     }
     for state_id, module, function, args in states:
@@ -174,8 +218,16 @@ def expected_inventory(profile, mode):
     fam = family_of(profile)
     if mode == "disabled":
         return {
-            "installed": [], "removed": [], "purged": [], "managed": {}, "absent": [], "symlinks": {},
-            "postfix_running": {}, "postfix_dead": [], "groups_present": {}, "groups_absent": [],
+            "installed": [],
+            "removed": [],
+            "purged": [],
+            "managed": {},
+            "absent": [],
+            "symlinks": {},
+            "postfix_running": {},
+            "postfix_dead": [],
+            "groups_present": {},
+            "groups_absent": [],
             "other": [],
         }
     secret = mode in SECRET_MSMTPRC_MODES
@@ -184,7 +236,8 @@ def expected_inventory(profile, mode):
         "managed": {
             "/etc/msmtprc": (
                 {"user": "root", "group": SENDERS_GROUP, "mode": "0640"}
-                if secret else {"user": "root", "group": "root", "mode": "0644"}
+                if secret
+                else {"user": "root", "group": "root", "mode": "0644"}
             ),
         },
         "absent": [],
@@ -252,21 +305,35 @@ def expected_main_cf(profile, mode):
     }
     if mode == "relay":
         params.update({"relayhost": "", "smtp_tls_security_level": "may"})
-        absent = ["smtp_sasl_auth_enable", "smtp_sasl_password_maps", "recipient_canonical_maps",
-                  "sender_canonical_maps", "smtp_tls_wrappermode"]
+        absent = [
+            "smtp_sasl_auth_enable",
+            "smtp_sasl_password_maps",
+            "recipient_canonical_maps",
+            "sender_canonical_maps",
+            "smtp_tls_wrappermode",
+        ]
     elif mode == "relay_auth":
-        params.update({
-            "relayhost": f"[{RELAYHOST}]:587", "smtp_tls_security_level": "secure",
-            "smtp_tls_CAfile": fam["ca"], "recipient_canonical_maps": "regexp:/etc/postfix/recipient_canonical",
-            **sasl,
-        })
+        params.update(
+            {
+                "relayhost": f"[{RELAYHOST}]:587",
+                "smtp_tls_security_level": "secure",
+                "smtp_tls_CAfile": fam["ca"],
+                "recipient_canonical_maps": "regexp:/etc/postfix/recipient_canonical",
+                **sasl,
+            }
+        )
         absent = ["smtp_tls_wrappermode", "sender_canonical_maps"]
     else:  # mailu_queue
-        params.update({
-            "relayhost": f"[{MAILU_HOST}]:465", "smtp_tls_security_level": "secure",
-            "smtp_tls_wrappermode": "yes", "smtp_tls_CAfile": fam["ca"],
-            "sender_canonical_maps": f"static:{MAILU_USER}", **sasl,
-        })
+        params.update(
+            {
+                "relayhost": f"[{MAILU_HOST}]:465",
+                "smtp_tls_security_level": "secure",
+                "smtp_tls_wrappermode": "yes",
+                "smtp_tls_CAfile": fam["ca"],
+                "sender_canonical_maps": f"static:{MAILU_USER}",
+                **sasl,
+            }
+        )
         absent = ["recipient_canonical_maps"]
     return params, absent
 
@@ -304,7 +371,11 @@ def test_show_sls_manages_exactly_the_packages_files_and_services_of_the_mode(re
         return
     # The design card's public state IDs, which other formulas require/watch.
     if mode in POSTFIX_MODES:
-        for state_id in ("mail-smtp-config-main-cf", "mail-smtp-package-installed", "mail-smtp-service-running"):
+        for state_id in (
+            "mail-smtp-config-main-cf",
+            "mail-smtp-package-installed",
+            "mail-smtp-service-running",
+        ):
             assert state_id in by_id
         assert "mail-msmtp-sendmail" not in by_id
         params = by_id["mail-smtp-config-main-cf"][2]["context"]["params"]
@@ -322,13 +393,18 @@ def test_show_sls_manages_exactly_the_packages_files_and_services_of_the_mode(re
             assert (module, function, args["name"]) == ("pkg", "installed", family_of(profile)["mta_pkg"])
         else:
             assert (module, function, args["name"], args["target"]) == (
-                "file", "symlink", "/usr/sbin/sendmail", "/usr/bin/msmtp")
+                "file",
+                "symlink",
+                "/usr/sbin/sendmail",
+                "/usr/bin/msmtp",
+            )
         # msmtp becomes sendmail only after Postfix is removed (they conflict).
         required = {next(iter(r.values())) for r in args["require"]}
         assert "mail-smtp-clean-package-removed" in required
     if mode in SASL_MODES:
         assert ("mail-smtp-config-sasl-passwd", "mailstack", "postmapped") in {
-            (state_id, module, function) for state_id, module, function, _ in states}
+            (state_id, module, function) for state_id, module, function, _ in states
+        }
         postmap = next(a for s, m, f, a in states if (m, f) == ("mailstack", "postmapped"))
         assert postmap["map_type"] == family_of(profile)["map_type"]
 
@@ -459,14 +535,20 @@ FAKE_CASES = [(profile, mode) for profile in FAKE_PROFILES for mode in ("relay_a
 @pytest.fixture(scope="module")
 def dry_runs_fake_pkg(os_minion):
     jobs = {
-        (profile, mode): (os_minion(profile), ("state.apply", "mail", "test=True"), {"pillar": {"mail": MODES[mode]}})
+        (profile, mode): (
+            os_minion(profile),
+            ("state.apply", "mail", "test=True"),
+            {"pillar": {"mail": MODES[mode]}},
+        )
         for profile, mode in FAKE_CASES
     }
     return run_parallel(jobs)
 
 
 @pytest.mark.parametrize(("profile", "mode"), FAKE_CASES, ids=[f"{p}-{m}" for p, m in FAKE_CASES])
-def test_dry_run_on_other_families_resolves_requisites_and_predicts_package_changes(dry_runs_fake_pkg, profile, mode):
+def test_dry_run_on_other_families_resolves_requisites_and_predicts_package_changes(
+    dry_runs_fake_pkg, profile, mode
+):
     result = dry_runs_fake_pkg[(profile, mode)]
     assert_no_secret(result.output)
     states = result.states()
@@ -479,7 +561,9 @@ def test_dry_run_on_other_families_resolves_requisites_and_predicts_package_chan
     if mode == "relay_auth":
         _pkg_prediction(states["mail-smtp-package-installed"], fam["postfix"], installed, "installed")
         if fam["mta_pkg"]:
-            _pkg_prediction(states["mail-smtp-package-conflicts-removed"], [fam["mta_pkg"]], installed, "removed")
+            _pkg_prediction(
+                states["mail-smtp-package-conflicts-removed"], [fam["mta_pkg"]], installed, "removed"
+            )
         else:
             assert "mail-smtp-package-sendmail-link-removed" in states
     else:

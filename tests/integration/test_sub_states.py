@@ -6,8 +6,10 @@ from tests.integration.conftest import MAILU_PASSWORD, assert_no_secret
 
 PILLARS = {
     "relay": {"container": False},
-    "mailu": {"container": False, "mailu": {"host": "mail.mailu.test", "user": "noreply@mailu.test",
-                                            "password": MAILU_PASSWORD}},
+    "mailu": {
+        "container": False,
+        "mailu": {"host": "mail.mailu.test", "user": "noreply@mailu.test", "password": MAILU_PASSWORD},
+    },
 }
 
 

@@ -28,8 +28,9 @@ def message_id(msg: email.message.EmailMessage) -> str:
     return msg["Message-ID"].strip("<>")
 
 
-def send(program: str, msg: email.message.EmailMessage, *args: str, user: str | None = None,
-         timeout: float = 60) -> subprocess.CompletedProcess:
+def send(
+    program: str, msg: email.message.EmailMessage, *args: str, user: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Pipe ``msg`` into ``program -t`` (sendmail or msmtp), optionally as another user."""
     cmd = [program, "-t", *args]
     if user:
@@ -38,8 +39,9 @@ def send(program: str, msg: email.message.EmailMessage, *args: str, user: str | 
 
 
 def package_installed(name: str) -> bool:
-    result = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", name],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Status}", name], capture_output=True, text=True, check=False
+    )
     return result.stdout.endswith("ok installed")
 
 
@@ -70,10 +72,13 @@ def postqueue_ids() -> list[str]:
     return [json.loads(line)["queue_id"] for line in result.stdout.splitlines() if line.strip()]
 
 
-def send_with_arguments(program: str, msg: email.message.EmailMessage, *recipients: str) -> subprocess.CompletedProcess:
+def send_with_arguments(
+    program: str, msg: email.message.EmailMessage, *recipients: str
+) -> subprocess.CompletedProcess:
     """Submit as mail(1) does: recipients on the command line, no -t."""
-    return subprocess.run([program, "-oi", *recipients], input=msg.as_bytes(), capture_output=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [program, "-oi", *recipients], input=msg.as_bytes(), capture_output=True, timeout=60, check=False
+    )
 
 
 POSTFIX_LOG = pathlib.Path("/var/log/postfix-e2e.log")

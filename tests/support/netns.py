@@ -31,8 +31,9 @@ CANDIDATE_PREFIXES = ("198.51.100", "203.0.113", "192.0.2")
 
 
 def _unused_prefix() -> str:
-    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
-                            text=True, check=True).stdout
+    routes = subprocess.run(
+        ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True
+    ).stdout
     for prefix in CANDIDATE_PREFIXES:
         if f"{prefix}." not in routes:
             return prefix
@@ -51,14 +52,22 @@ class TestNetwork:
         self.host_link = f"vmh{suffix}"
         self.namespace_link = f"vmn{suffix}"
 
-    def __enter__(self) -> "TestNetwork":
+    def __enter__(self) -> TestNetwork:
         _ip("netns", "add", self.namespace)
         try:
             _ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.namespace_link)
             _ip("link", "set", self.namespace_link, "netns", self.namespace)
             _ip("addr", "add", f"{self.host_address}/24", "dev", self.host_link)
             _ip("link", "set", self.host_link, "up")
-            _ip("-n", self.namespace, "addr", "add", f"{self.namespace_address}/24", "dev", self.namespace_link)
+            _ip(
+                "-n",
+                self.namespace,
+                "addr",
+                "add",
+                f"{self.namespace_address}/24",
+                "dev",
+                self.namespace_link,
+            )
             _ip("-n", self.namespace, "link", "set", self.namespace_link, "up")
             _ip("-n", self.namespace, "link", "set", "lo", "up")
         except subprocess.CalledProcessError:
@@ -74,5 +83,9 @@ class TestNetwork:
         """'connected', 'refused' or 'error: ...' for TCP from inside the namespace."""
         result = subprocess.run(
             ["ip", "netns", "exec", self.namespace, sys.executable, "-c", CONNECT, address, str(port)],
-            capture_output=True, text=True, timeout=30, check=False)
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         return result.stdout.strip() or result.stderr.strip()

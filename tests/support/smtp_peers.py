@@ -8,7 +8,8 @@ import logging
 import pathlib
 import ssl
 import threading
-from typing import Callable, Iterable
+from collections.abc import Iterable
+from typing import Callable
 
 import trustme
 from aiosmtpd.controller import Controller
@@ -79,20 +80,14 @@ class Mailbox:
     def count(self, message_id: str) -> int:
         return sum(m.message_id == message_id for m in self.messages())
 
-    def wait_for(
-        self, predicate: Callable[[list[Received]], bool], timeout: float = 30.0
-    ) -> bool:
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 30.0) -> bool:
         """Block until ``predicate(messages)`` holds; False on timeout."""
         with self._changed:
-            return self._changed.wait_for(
-                lambda: predicate(list(self._messages)), timeout
-            )
+            return self._changed.wait_for(lambda: predicate(list(self._messages)), timeout)
 
     def wait_for_ids(self, ids: Iterable[str], timeout: float = 30.0) -> bool:
         wanted = set(ids)
-        return self.wait_for(
-            lambda messages: wanted <= {m.message_id for m in messages}, timeout
-        )
+        return self.wait_for(lambda messages: wanted <= {m.message_id for m in messages}, timeout)
 
     def clear(self) -> None:
         with self._changed:
@@ -100,9 +95,7 @@ class Mailbox:
 
 
 class _Handler:
-    def __init__(
-        self, mailbox: Mailbox, auth_required: bool, sender_must_match_login: bool
-    ):
+    def __init__(self, mailbox: Mailbox, auth_required: bool, sender_must_match_login: bool):
         self.mailbox = mailbox
         self.auth_required = auth_required
         self.sender_must_match_login = sender_must_match_login
@@ -192,9 +185,7 @@ class SmtpPeer:
     def start(self) -> SmtpPeer:
         if self._controller is None:
             controller = _Controller(
-                _Handler(
-                    self.mailbox, bool(self.users), self.sender_must_match_login
-                ),
+                _Handler(self.mailbox, bool(self.users), self.sender_must_match_login),
                 hostname=self.host,
                 port=self.port,
                 server_hostname=PEER_HOSTNAME,

@@ -17,7 +17,6 @@ import threading
 import time
 
 import pytest
-
 from salt.exceptions import CommandExecutionError
 
 from tests.support.loader import load_salt_module
@@ -54,15 +53,13 @@ class FakeFileServer:
     def list_master(self, prefix=""):
         self.calls.append(("list_master", prefix))
         return sorted(
-            str(path.relative_to(self.root))
-            for path in (self.root / prefix).rglob("*")
-            if path.is_file()
+            str(path.relative_to(self.root)) for path in (self.root / prefix).rglob("*") if path.is_file()
         )
 
     def get_file_str(self, url):
         self.calls.append(("get_file_str", url))
         assert url.startswith("salt://"), url
-        path = self.root / url[len("salt://"):]
+        path = self.root / url[len("salt://") :]
         return path.read_text(encoding="utf-8") if path.is_file() else False
 
 
@@ -277,8 +274,11 @@ INVALID = [
     pytest.param({"relay": {"port": True}}, "mail:relay:port", id="port_is_a_bool"),
     pytest.param({"mailu": {"port": "465"}}, "mail:mailu:port", id="port_is_a_string"),
     pytest.param({"timeout": "10"}, "mail:timeout", id="timeout_is_a_string"),
-    pytest.param({"relay": {"relayhost": ["a.example.net", "b.example.net"]}}, "mail:relay:relayhost",
-                 id="relayhost_is_a_list"),
+    pytest.param(
+        {"relay": {"relayhost": ["a.example.net", "b.example.net"]}},
+        "mail:relay:relayhost",
+        id="relayhost_is_a_list",
+    ),
     pytest.param({"mailu": {"host": {"name": MAILU_HOST}}}, "mail:mailu:host", id="mailu_host_is_a_mapping"),
     pytest.param({"enabled": "yes"}, "mail:enabled", id="enabled_is_a_string"),
     pytest.param({"mailu": mailu(queue="true")}, "mail:mailu:queue", id="queue_is_a_string"),
@@ -297,14 +297,25 @@ INVALID = [
     pytest.param({"timeout": 0}, "mail:timeout", id="timeout_0"),
     pytest.param({"timeout": 301}, "mail:timeout", id="timeout_301"),
     # host names
-    pytest.param({"relay": {"relayhost": "smtp.example.net\nrelayhost = evil.example"}}, "mail:relay:relayhost",
-                 id="relayhost_with_newline"),
-    pytest.param({"relay": {"relayhost": "smtp example.net"}}, "mail:relay:relayhost", id="relayhost_with_space"),
-    pytest.param({"relay": {"relayhost": "-smtp.example.net"}}, "mail:relay:relayhost",
-                 id="relayhost_with_leading_dash"),
-    pytest.param({"relay": {"relayhost": "1.2.3.999"}}, "mail:relay:relayhost", id="relayhost_all_digit_name"),
-    pytest.param({"relay": {"relayhost": "smtp.example.net:587"}}, "mail:relay:relayhost",
-                 id="relayhost_with_port"),
+    pytest.param(
+        {"relay": {"relayhost": "smtp.example.net\nrelayhost = evil.example"}},
+        "mail:relay:relayhost",
+        id="relayhost_with_newline",
+    ),
+    pytest.param(
+        {"relay": {"relayhost": "smtp example.net"}}, "mail:relay:relayhost", id="relayhost_with_space"
+    ),
+    pytest.param(
+        {"relay": {"relayhost": "-smtp.example.net"}},
+        "mail:relay:relayhost",
+        id="relayhost_with_leading_dash",
+    ),
+    pytest.param(
+        {"relay": {"relayhost": "1.2.3.999"}}, "mail:relay:relayhost", id="relayhost_all_digit_name"
+    ),
+    pytest.param(
+        {"relay": {"relayhost": "smtp.example.net:587"}}, "mail:relay:relayhost", id="relayhost_with_port"
+    ),
     pytest.param({"mailu": mailu(host="mail.example.org\r\n")}, "mail:mailu:host", id="mailu_host_with_crlf"),
     pytest.param({"mailu": mailu(host="-mail.example.org")}, "mail:mailu:host", id="mailu_host_leading_dash"),
     # users
@@ -312,8 +323,9 @@ INVALID = [
     pytest.param({"relay": relay(user="bob smith")}, "mail:relay:user", id="relay_user_with_space"),
     pytest.param({"relay": relay(user="bob\tsmith")}, "mail:relay:user", id="relay_user_with_tab"),
     pytest.param({"mailu": mailu(user="alice:x@example.org")}, "mail:mailu:user", id="mailu_user_with_colon"),
-    pytest.param({"mailu": mailu(user=" alice@example.org")}, "mail:mailu:user",
-                 id="mailu_user_with_leading_space"),
+    pytest.param(
+        {"mailu": mailu(user=" alice@example.org")}, "mail:mailu:user", id="mailu_user_with_leading_space"
+    ),
     # addresses
     pytest.param({"from": "root"}, "mail:from", id="from_without_domain"),
     pytest.param({"from": "root@-bad.example"}, "mail:from", id="from_with_bad_domain"),
@@ -324,7 +336,9 @@ INVALID = [
     pytest.param({"mailu": mailu(ca_file="certs/ca.pem")}, "mail:mailu:ca_file", id="mailu_ca_file_relative"),
     pytest.param({"relay": relay(ca_file="ca.pem")}, "mail:relay:ca_file", id="relay_ca_file_relative"),
     # unknown keys and shapes
-    pytest.param({"relay": {"relay_host": RELAY_HOST}}, "mail:relay:relay_host", id="unknown_key_relay_host_typo"),
+    pytest.param(
+        {"relay": {"relay_host": RELAY_HOST}}, "mail:relay:relay_host", id="unknown_key_relay_host_typo"
+    ),
     pytest.param({"mailu": {"hostname": MAILU_HOST}}, "mail:mailu:hostname", id="unknown_key_mailu_hostname"),
     pytest.param({"form": "root@example.org"}, "mail:form", id="unknown_key_top_level"),
     pytest.param({"lookup": "Debian"}, "mail:lookup", id="lookup_not_a_mapping"),
@@ -333,18 +347,26 @@ INVALID = [
     # credentials
     pytest.param({"relay": relay(user="")}, "mail:relay:user", id="relay_password_without_user"),
     pytest.param({"relay": relay(password="")}, "mail:relay:password", id="relay_user_without_password"),
-    pytest.param({"relay": relay(relayhost="")}, "mail:relay:relayhost", id="relay_credentials_without_relayhost"),
+    pytest.param(
+        {"relay": relay(relayhost="")}, "mail:relay:relayhost", id="relay_credentials_without_relayhost"
+    ),
     pytest.param({"relay": relay(tls="none")}, "mail:relay:tls", id="relay_credentials_with_tls_none"),
     pytest.param({"mailu": mailu(user="", password="")}, "mail:mailu:user", id="mailu_host_without_user"),
     pytest.param({"mailu": mailu(host="")}, "mail:mailu:host", id="mailu_credentials_without_host"),
     pytest.param({"mode": "mailu"}, "mail:mailu:host", id="mode_mailu_without_mailu_host"),
     # lookup
-    pytest.param({"lookup": {"ca_bundle": "ca.pem"}}, "mail:lookup:ca_bundle", id="lookup_ca_bundle_relative"),
-    pytest.param({"lookup": {"msmtp": {"pkgs": "msmtp"}}}, "mail:lookup:msmtp:pkgs",
-                 id="lookup_msmtp_pkgs_not_a_list"),
-    pytest.param({"lookup": {"postfix": "postfix"}}, "mail:lookup:postfix", id="lookup_postfix_not_a_mapping"),
-    pytest.param({"lookup": {"postfix": {"pkgs": []}}}, "mail:lookup:postfix:pkgs",
-                 id="lookup_postfix_pkgs_empty"),
+    pytest.param(
+        {"lookup": {"ca_bundle": "ca.pem"}}, "mail:lookup:ca_bundle", id="lookup_ca_bundle_relative"
+    ),
+    pytest.param(
+        {"lookup": {"msmtp": {"pkgs": "msmtp"}}}, "mail:lookup:msmtp:pkgs", id="lookup_msmtp_pkgs_not_a_list"
+    ),
+    pytest.param(
+        {"lookup": {"postfix": "postfix"}}, "mail:lookup:postfix", id="lookup_postfix_not_a_mapping"
+    ),
+    pytest.param(
+        {"lookup": {"postfix": {"pkgs": []}}}, "mail:lookup:postfix:pkgs", id="lookup_postfix_pkgs_empty"
+    ),
 ]
 
 
@@ -397,7 +419,9 @@ BAD_PASSWORDS = [
 @pytest.mark.parametrize("password", BAD_PASSWORDS)
 @pytest.mark.parametrize("section", ["relay", "mailu"])
 def test_bad_password_is_rejected_without_showing_it(configure, section, password):
-    pillar = {"relay": relay(password=password)} if section == "relay" else {"mailu": mailu(password=password)}
+    pillar = (
+        {"relay": relay(password=password)} if section == "relay" else {"mailu": mailu(password=password)}
+    )
     mailstack = configure(pillar)
 
     with pytest.raises(CommandExecutionError) as raised:
@@ -587,7 +611,12 @@ def test_plan_mailu_direct_uses_msmtp_straight_to_mailu(configure):
     assert result["packages"] == {"install": ["msmtp", "msmtp-mta"], "remove": ["postfix"]}
     assert result["postfix_upstream"] is None
     target = result["msmtp"]
-    assert (target["host"], target["port"], target["tls"], target["user"]) == (MAILU_HOST, 465, "implicit", MAILU_USER)
+    assert (target["host"], target["port"], target["tls"], target["user"]) == (
+        MAILU_HOST,
+        465,
+        "implicit",
+        MAILU_USER,
+    )
     assert target["ca_file"] == DEBIAN_CA
     assert main_cf(result) == {}
     assert result["files"]["sasl_passwd"] == ""
@@ -626,12 +655,25 @@ def test_plan_mailu_with_queue_outside_a_container_queues_in_postfix(configure):
 
     assert result["postfix"] is True
     assert result["sendmail"] == "postfix"
-    assert result["packages"] == {"install": ["msmtp", "postfix", "libsasl2-modules"], "remove": ["msmtp-mta"]}
-    assert result["msmtp"] == {"host": "127.0.0.1", "port": 25, "tls": "none", "user": "", "password": "",
-                               "ca_file": ""}
+    assert result["packages"] == {
+        "install": ["msmtp", "postfix", "libsasl2-modules"],
+        "remove": ["msmtp-mta"],
+    }
+    assert result["msmtp"] == {
+        "host": "127.0.0.1",
+        "port": 25,
+        "tls": "none",
+        "user": "",
+        "password": "",
+        "ca_file": "",
+    }
     upstream = result["postfix_upstream"]
     assert (upstream["host"], upstream["port"], upstream["tls"], upstream["user"]) == (
-        MAILU_HOST, 465, "implicit", MAILU_USER)
+        MAILU_HOST,
+        465,
+        "implicit",
+        MAILU_USER,
+    )
 
 
 def test_plan_mailu_with_queue_main_cf_relays_to_mailu_with_tls_and_sasl(configure):
@@ -683,8 +725,12 @@ def test_plan_relay_with_relayhost_outside_a_container_uses_postfix(configure):
     assert result["packages"]["remove"] == ["msmtp-mta"]
     assert result["msmtp"]["host"] == "127.0.0.1"
     upstream = result["postfix_upstream"]
-    assert (upstream["host"], upstream["port"], upstream["tls"], upstream["user"]) == (RELAY_HOST, 587, "starttls",
-                                                                                       "bob")
+    assert (upstream["host"], upstream["port"], upstream["tls"], upstream["user"]) == (
+        RELAY_HOST,
+        587,
+        "starttls",
+        "bob",
+    )
     cf = main_cf(result)
     assert cf["relayhost"] == f"[{RELAY_HOST}]:587"
     assert cf["smtp_tls_security_level"] == "secure"
@@ -712,8 +758,9 @@ def test_plan_relay_without_credentials_has_no_sasl(configure):
 
 
 def test_plan_relay_with_tls_none_sets_security_level_none(configure):
-    cf = main_cf(configure({"relay": {"relayhost": RELAY_HOST, "port": 25, "tls": "none"},
-                            "container": False}).plan())
+    cf = main_cf(
+        configure({"relay": {"relayhost": RELAY_HOST, "port": 25, "tls": "none"}, "container": False}).plan()
+    )
 
     assert cf["relayhost"] == f"[{RELAY_HOST}]:25"
     assert cf["smtp_tls_security_level"] == "none"
@@ -798,7 +845,8 @@ def test_plan_recipient_canonical_rewrites_local_names_to_admin(configure):
     table = configure({"admin": "ops@example.org", "container": False}).plan()["files"]["recipient_canonical"]
 
     assert table == (
-        r"/^[^@]+@(node1\.example\.org|node1|localhost|localhost\.localdomain)$/ ops@example.org" "\n"
+        r"/^[^@]+@(node1\.example\.org|node1|localhost|localhost\.localdomain)$/ ops@example.org"
+        "\n"
         "/^[^@]+$/ ops@example.org\n"
     )
 
@@ -865,7 +913,9 @@ def test_plan_masking_does_not_damage_the_cached_secrets(configure):
 
 def test_plan_msmtprc_wraps_password_in_quotes_verbatim_as_msmtp_reads_it(configure):
     password = 'pa"ss\\word x'
-    rc = msmtprc(configure({"mailu": mailu(password=password), "container": False}).plan(include_secrets=True))
+    rc = msmtprc(
+        configure({"mailu": mailu(password=password), "container": False}).plan(include_secrets=True)
+    )
 
     assert rc["password"] == '"pa"ss\\word x"'
 
@@ -1004,7 +1054,10 @@ def test_probe_runs_once_per_run_and_is_cached_in_context(configure, loopback_se
 
 def test_probe_has_nothing_to_probe_when_postfix_delivers_to_mx(configure):
     assert configure({"container": False}).probe() == {
-        "reachable": None, "target": None, "comment": "nothing to probe"}
+        "reachable": None,
+        "target": None,
+        "comment": "nothing to probe",
+    }
 
 
 def test_probe_has_nothing_to_probe_when_disabled(configure):

@@ -11,7 +11,6 @@ import os
 import pathlib
 
 import pytest
-
 from salt.exceptions import CommandExecutionError
 
 from tests.support.loader import load_salt_module
@@ -51,7 +50,9 @@ class FakePostfix:
             if cmd[2:] == ["inet_interfaces", "inet_protocols"]:
                 return self._out(stdout=self.listen)
         if cmd == ["postfix", "status"]:
-            return self._out(self.running, stderr="" if self.running else "the Postfix mail system is not running")
+            return self._out(
+                self.running, stderr="" if self.running else "the Postfix mail system is not running"
+            )
         if cmd == ["postfix", "check"]:
             return self._out(self.check_ok, stderr="" if self.check_ok else "postfix: fatal: bad main.cf")
         if cmd in (["postfix", "start"], ["postfix", "stop"], ["postfix", "reload"]):
@@ -70,7 +71,9 @@ class FakePostfix:
         return tuple(cmd) in self.commands
 
     def postfix_actions(self):
-        return [c[1] for c in self.commands if isinstance(c, tuple) and c[0] == "postfix" and c[1] != "status"]
+        return [
+            c[1] for c in self.commands if isinstance(c, tuple) and c[0] == "postfix" and c[1] != "status"
+        ]
 
 
 def load_module():
@@ -198,11 +201,13 @@ def test_mod_watch_uses_systemd_reload_where_systemd_runs(states, postfix, monke
     record_marker(postfix)
     calls = []
     monkeypatch.setattr(states, "_systemd_booted", lambda: True)
-    states.__salt__.update({
-        "service.status": lambda name: True,
-        "service.reload": lambda name: calls.append(("reload", name)) or True,
-        "service.restart": lambda name: calls.append(("restart", name)) or True,
-    })
+    states.__salt__.update(
+        {
+            "service.status": lambda name: True,
+            "service.reload": lambda name: calls.append(("reload", name)) or True,
+            "service.restart": lambda name: calls.append(("restart", name)) or True,
+        }
+    )
 
     ret = states.mod_watch("postfix", sfun="postfix_running")
 
@@ -215,11 +220,13 @@ def test_mod_watch_uses_systemd_restart_when_listening_settings_changed(states, 
     record_marker(postfix, "all\nall")
     calls = []
     monkeypatch.setattr(states, "_systemd_booted", lambda: True)
-    states.__salt__.update({
-        "service.status": lambda name: True,
-        "service.reload": lambda name: calls.append(("reload", name)) or True,
-        "service.restart": lambda name: calls.append(("restart", name)) or True,
-    })
+    states.__salt__.update(
+        {
+            "service.status": lambda name: True,
+            "service.reload": lambda name: calls.append(("reload", name)) or True,
+            "service.restart": lambda name: calls.append(("restart", name)) or True,
+        }
+    )
 
     states.mod_watch("postfix", sfun="postfix_running")
 

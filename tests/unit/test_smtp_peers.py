@@ -21,8 +21,7 @@ USERS = {ALICE: "alice-secret"}
 
 def message(message_id: str, sender: str = ALICE) -> bytes:
     return (
-        f"From: {sender}\r\nTo: {BOB}\r\nSubject: test\r\n"
-        f"Message-ID: <{message_id}>\r\n\r\nbody\r\n"
+        f"From: {sender}\r\nTo: {BOB}\r\nSubject: test\r\nMessage-ID: <{message_id}>\r\n\r\nbody\r\n"
     ).encode()
 
 
