@@ -13,12 +13,16 @@ masks them.
 """
 
 import copy
+import email.message
+import email.policy
+import email.utils
 import ipaddress
 import os
 import pwd
 import re
 import socket
 import ssl
+import time
 
 import salt.utils.dictupdate
 import salt.utils.yaml
@@ -754,3 +758,271 @@ def probe():
             result = {"reachable": False, "target": where, "comment": f"{where} did not answer: {exc}"}
     __context__["mailstack.probe"] = result
     return result
+
+
+# -------------------------------------------------------------- operator ---
+
+MSMTP_LOG_TO_STDOUT = "--logfile=-"
+# Keeps the Message-ID on one line, as Postfix logs it.
+UNFOLDED = email.policy.default.clone(max_line_length=None)
+FOLLOW_INTERVAL = 0.5
+
+
+def _command(cmd, stdin=None, timeout=None):
+    """Run ``cmd`` (a list); return Salt's ``cmd.run_all`` dict."""
+    return __salt__["cmd.run_all"](
+        cmd,
+        python_shell=False,
+        stdin=stdin,
+        timeout=timeout,
+        ignore_retcode=True,
+        output_loglevel="quiet",
+    )
+
+
+def _systemd_booted():
+    return os.path.isdir(os.path.join(FS_ROOT, "run/systemd/system"))
+
+
+def _postfix_daemon(conf):
+    installed = bool(__salt__["cmd.which"]("postfix"))
+    running = installed and _command(["postfix", "status"])["retcode"] == 0
+    enabled = None
+    if installed and _systemd_booted():
+        enabled = bool(__salt__["service.enabled"](conf["lookup"]["postfix"]["service"]))
+    return {"installed": installed, "running": running, "enabled": enabled}
+
+
+def _queue_messages():
+    listed = _command(["postqueue", "-j"])
+    if listed["retcode"] != 0:
+        raise CommandExecutionError(f"postqueue -j failed, the queue could not be read: {listed['stderr']}")
+    try:
+        return __utils__["mailqueue.parse_postqueue_json"](listed["stdout"])
+    except ValueError as exc:
+        raise CommandExecutionError(str(exc)) from None
+
+
+def _queue_summary():
+    messages = _queue_messages()
+    summary = __utils__["mailqueue.summarize"](messages, time.time())
+    summary["deferral_reasons"] = __utils__["mailqueue.deferral_reasons"](messages)
+    return summary
+
+
+def status():
+    """
+    Is mail working on this node, and if not, why? Shows the mode, whether
+    Postfix is installed, running and enabled at boot (``None`` where systemd
+    does not run), the queue (``total``, ``active``, ``deferred``, ``hold``,
+    the age in seconds of the oldest message and the most frequent deferral
+    reasons) and whether the next hop answers (``mailstack.probe``). Changes
+    nothing; cheap enough to call every minute.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.status
+        salt-call mailstack.status --out=yaml
+    """
+    conf = _settings()
+    current = _plan(include_secrets=False)
+    if current["mode"] == "disabled":
+        return {"mode": "disabled", "comment": current["mode_reason"]}
+    daemon = _postfix_daemon(conf)
+    hop = probe()
+    return {
+        "mode": current["mode"],
+        "sendmail": current["sendmail"],
+        "postfix": daemon,
+        "queue": _queue_summary() if daemon["installed"] else None,
+        "next_hop": hop["target"] or current["summary"]["postfix relays to"],
+        "next_hop_answers": hop["reachable"],
+        "next_hop_comment": hop["comment"],
+    }
+
+
+def _test_recipient(conf, to):
+    recipient = to or conf["admin"] or "root"
+    if not isinstance(recipient, str) or not (_is_address(recipient) or _USER_RE.match(recipient)):
+        raise CommandExecutionError(
+            f"send_test: to={recipient!r} is neither an e-mail address nor a local user name"
+        )
+    return recipient
+
+
+def _test_message(recipient, sender):
+    host = _fqdn()
+    message = email.message.EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = f"mailstack test from {host}"
+    message["Date"] = email.utils.formatdate(localtime=True)
+    message["Message-ID"] = email.utils.make_msgid("mailstack-test", domain=host)
+    message.set_content(f"A test message from {host}, sent by `salt-call mailstack.send_test`.\n")
+    return message
+
+
+class _PostfixLog:
+    """New lines of Postfix's log since this object was made."""
+
+    def __init__(self):
+        self.started = int(time.time()) - 1
+        self.file = _postconf_value("maillog_file") or ("/var/log/mail.log" if not _systemd_booted() else "")
+        self.offset = os.path.getsize(self.file) if self.file and os.path.exists(self.file) else 0
+
+    @property
+    def readable(self):
+        return _systemd_booted() or bool(self.file and os.path.exists(self.file))
+
+    def lines(self):
+        if self.file:
+            if not os.path.exists(self.file):
+                return []
+            with open(self.file, encoding="utf-8", errors="replace") as handle:
+                handle.seek(self.offset)
+                return handle.read().splitlines()
+        listed = _command(
+            [
+                "journalctl",
+                "--quiet",
+                "--no-pager",
+                "--output=cat",
+                f"--since=@{self.started}",
+                "SYSLOG_FACILITY=2",
+            ]
+        )
+        return listed["stdout"].splitlines()
+
+
+def _postconf_value(parameter):
+    result = _command(["postconf", "-h", parameter])
+    return result["stdout"].strip() if result["retcode"] == 0 else ""
+
+
+def _follow_in_postfix(log, message_id, wait):
+    """Follow a submitted message through Postfix's log until it leaves or ``wait`` runs out."""
+    deadline = time.monotonic() + wait
+    queue_id, outcome = None, None
+    while True:
+        lines = log.lines()
+        queue_id = queue_id or __utils__["mailqueue.queue_id_of"](lines, message_id)
+        if queue_id:
+            outcome = __utils__["mailqueue.delivery_outcome"](lines, queue_id)
+        if (outcome and outcome["result"] != "deferred") or time.monotonic() >= deadline:
+            break
+        time.sleep(FOLLOW_INTERVAL)
+    if outcome:
+        return queue_id, outcome
+    return queue_id, {"result": "queued", "detail": f"still in Postfix's queue after {wait} s, not yet tried"}
+
+
+def _send_through_postfix(sendmail, message, recipient, wait, timeout):
+    log = _PostfixLog()
+    submitted = _command(
+        [sendmail, "-i", "--", recipient], stdin=message.as_string(policy=UNFOLDED), timeout=timeout
+    )
+    if submitted["retcode"] != 0:
+        return None, {"result": "failed", "detail": f"sendmail refused the message: {submitted['stderr']}"}
+    if not log.readable:
+        return None, {
+            "result": "queued",
+            "detail": "Postfix's log is not readable here, so it was not followed",
+        }
+    return _follow_in_postfix(log, message["Message-ID"], wait)
+
+
+def _send_through_msmtp(sendmail, message, recipient, timeout):
+    submitted = _command(
+        [sendmail, MSMTP_LOG_TO_STDOUT, "-i", "--", recipient],
+        stdin=message.as_string(policy=UNFOLDED),
+        timeout=timeout,
+    )
+    fields = {}
+    for line in submitted["stdout"].splitlines():
+        fields.update(__utils__["mailqueue.msmtp_log_fields"](line))
+    reply = fields.get("smtpmsg", "")
+    if submitted["retcode"] == 0:
+        return {"result": "delivered", "detail": reply or "accepted"}
+    reason = fields.get("errormsg") or submitted["stderr"].strip() or f"exit code {submitted['retcode']}"
+    return {"result": "failed", "detail": f"{reason} {reply}".strip()}
+
+
+def send_test(to=None, wait=30):
+    """
+    Send one test message through this node's own ``sendmail``, as system
+    mail does, and report what became of it: ``result`` is ``delivered``,
+    ``queued`` (in Postfix's queue, not yet tried), ``deferred`` (tried,
+    waiting to retry; ``detail`` says why) or ``failed``; ``detail`` holds the
+    remote server's reply or the reason. Where Postfix queues, the message is
+    followed until it leaves the queue or ``wait`` seconds run out. The exit
+    code is non-zero unless the message was delivered.
+
+    to
+        Recipient address or local name; default ``mail:admin`` (else root).
+
+    wait
+        Seconds to follow the message through Postfix's queue (default 30).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.send_test
+        salt-call mailstack.send_test to=ops@example.org wait=60
+    """
+    conf = _settings()
+    current = _plan(include_secrets=False)
+    if current["mode"] == "disabled":
+        raise CommandExecutionError("send_test: mail is disabled on this node (mail:enabled is false)")
+    try:
+        wait = max(0, int(wait))
+    except (TypeError, ValueError):
+        raise CommandExecutionError(f"send_test: wait={wait!r} is not a number of seconds") from None
+    recipient = _test_recipient(conf, to)
+    message = _test_message(recipient, current["summary"]["sender"])
+    sendmail = conf["lookup"]["msmtp"]["sendmail"]
+    timeout = conf["timeout"] * 3
+    queue_id = None
+    if current["postfix"]:
+        queue_id, outcome = _send_through_postfix(sendmail, message, recipient, wait, timeout)
+        path = f"sendmail (Postfix) -> {current['summary']['postfix relays to']}"
+    else:
+        outcome = _send_through_msmtp(sendmail, message, recipient, timeout)
+        path = f"sendmail (msmtp) -> {current['summary']['msmtp sends to']}"
+    if outcome["result"] != "delivered":
+        __context__["retcode"] = 1
+    return {
+        "result": outcome["result"],
+        "message_id": message["Message-ID"],
+        "to": recipient,
+        "path": path,
+        "queue_id": queue_id,
+        "detail": outcome["detail"],
+    }
+
+
+def flush(wait=5):
+    """
+    Ask Postfix to retry deferred mail now (``postqueue -f``) and show the
+    queue before and, after up to ``wait`` seconds, after.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.flush
+    """
+    if not _plan(include_secrets=False).get("postfix") or not __salt__["cmd.which"]("postqueue"):
+        raise CommandExecutionError("flush: this node has no Postfix queue (msmtp sends directly)")
+    before = _queue_summary()
+    flushed = _command(["postqueue", "-f"])
+    if flushed["retcode"] != 0:
+        raise CommandExecutionError(f"postqueue -f failed: {flushed['stderr']}")
+    deadline = time.monotonic() + max(0, int(wait))
+    after = _queue_summary()
+    while after["total"] and after["total"] >= before["total"] and time.monotonic() < deadline:
+        time.sleep(FOLLOW_INTERVAL)
+        after = _queue_summary()
+    return {"before": before, "after": after}

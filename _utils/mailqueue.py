@@ -9,6 +9,7 @@ attempt failed, a ``delay_reason``.
 """
 
 import json
+import re
 from collections import Counter
 
 COUNTED_QUEUES = ("active", "deferred", "hold")
@@ -63,3 +64,40 @@ def deferral_reasons(messages, limit=5):
     )
     ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
     return [{"reason": reason, "count": count} for reason, count in ranked[:limit]]
+
+
+_QUEUE_ID = r"(?P<queue_id>[0-9A-Za-z]+)"
+_DELIVERY_RE = re.compile(_QUEUE_ID + r": to=<[^>]*>,.* status=(?P<status>[a-z]+) \((?P<detail>.*)\)\s*$")
+_MSMTP_FIELD_RE = re.compile(r"(\w+)=('(?:[^']*)'|\S+)")
+
+# Postfix's delivery status -> send_test's result.
+_OUTCOMES = {"sent": "delivered", "deferred": "deferred", "bounced": "failed", "expired": "failed"}
+
+
+def queue_id_of(lines, message_id):
+    """The queue ID that Postfix's cleanup logged for ``message_id``, or ``None``."""
+    pattern = re.compile(_QUEUE_ID + r": message-id=<?" + re.escape(message_id.strip("<>")) + r">?\s*$")
+    for line in lines:
+        found = pattern.search(line)
+        if found:
+            return found.group("queue_id")
+    return None
+
+
+def delivery_outcome(lines, queue_id):
+    """
+    The latest delivery attempt Postfix logged for ``queue_id``: a dict with
+    ``result`` (``delivered``, ``deferred`` or ``failed``) and ``detail`` (the
+    remote server's reply or the reason), or ``None`` before the first attempt.
+    """
+    outcome = None
+    for line in lines:
+        found = _DELIVERY_RE.search(line)
+        if found and found.group("queue_id") == queue_id and found.group("status") in _OUTCOMES:
+            outcome = {"result": _OUTCOMES[found.group("status")], "detail": found.group("detail")}
+    return outcome
+
+
+def msmtp_log_fields(line):
+    """The ``key=value`` fields of one msmtp log line (quotes removed)."""
+    return {key: value.strip("'") for key, value in _MSMTP_FIELD_RE.findall(line)}
