@@ -16,13 +16,16 @@ import copy
 import email.message
 import email.policy
 import email.utils
+import glob
 import ipaddress
 import os
 import pwd
 import re
+import shlex
 import socket
 import ssl
 import time
+import zlib
 
 import salt.utils.dictupdate
 import salt.utils.yaml
@@ -45,6 +48,14 @@ _ADDRESS_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + rf"{_HOST_LABEL
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _CONTAINER_CGROUP_RE = re.compile(r"docker|kubepods|containerd|libpod|podman|lxc|machine\.slice/.*nspawn")
+_UNIT_RE = re.compile(
+    r"^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\@-]*)?"
+    r"\.(service|socket|timer|mount|automount|path|target|swap|slice)$"
+)
+_CALENDAR_RE = re.compile(r"^[A-Za-z0-9 *:,./~+-]+$")
+ALERT_UNIT = "mail-alert@.service"
+ALERT_DROPIN = "50-mail-alert.conf"
+HEALTH_UNIT = "mail-health"
 _CONTAINER_VIRTUAL = ("container", "docker", "lxc", "podman", "systemd-nspawn", "kubernetes", "openvzve")
 
 
@@ -275,11 +286,37 @@ def _validate(raw):
         "timeout": check.integer("timeout", 1, 300),
         "mailu": mailu,
         "relay": _validate_upstream(check, "relay", RELAY_TLS),
+        "alerts": _validate_alerts(check),
+        "health": _validate_health(check),
         "lookup": _validate_lookup(raw.get("lookup", {})),
     }
     if settings["mode"] == "mailu" and not mailu["host"]:
         check.fail("mailu:host", "is required when mail:mode is mailu")
     return settings
+
+
+def _validate_alerts(check):
+    units = check.get("alerts:units")
+    if not isinstance(units, list) or not all(
+        isinstance(unit, str) and len(unit) <= 255 and _UNIT_RE.match(unit) for unit in units
+    ):
+        check.fail("alerts:units", f"must be a list of systemd unit names (cron.service), got {units!r}")
+    if any(unit.startswith("mail-alert@") for unit in units):
+        check.fail("alerts:units", "must not list mail-alert@ itself: a failing alert would alert again")
+    return {"units": sorted(set(units)), "interval": check.integer("alerts:interval", 0, 7 * 86400)}
+
+
+def _validate_health(check):
+    on_calendar = check.text("health:on_calendar")
+    if not _CALENDAR_RE.match(on_calendar):
+        check.fail("health:on_calendar", f"{on_calendar!r} is not a systemd calendar expression (daily)")
+    return {
+        "enabled": check.boolean("health:enabled"),
+        "on_calendar": on_calendar,
+        "randomized_delay": check.integer("health:randomized_delay", 0, 86400),
+        "retries": check.integer("health:retries", 0, 10),
+        "retry_delay": check.integer("health:retry_delay", 1, 3600),
+    }
 
 
 def _validate_lookup(lookup):
@@ -289,6 +326,10 @@ def _validate_lookup(lookup):
     check = _Validator({"lookup": lookup})
     for path in (
         "lookup:ca_bundle",
+        "lookup:libexec_dir",
+        "lookup:state_dir",
+        "lookup:systemd_unit_dir",
+        "lookup:cron_dir",
         "lookup:msmtp:binary",
         "lookup:msmtp:config",
         "lookup:msmtp:aliases",
@@ -673,6 +714,8 @@ def _plan(include_secrets):
             "sender": envelope_sender or conf["from"],
             "who can send": _who_can_send(conf, bool(msmtp_target["user"])),
         },
+        "alerts": _alerts_plan(conf),
+        "health": _health_plan(conf),
         "files": {
             "msmtprc": _msmtprc(conf, msmtp_target, envelope_sender),
             "msmtp_aliases": _msmtp_aliases(conf["admin"]),
@@ -683,6 +726,98 @@ def _plan(include_secrets):
             "sasl_passwd": _sasl_passwd(postfix_upstream) if postfix else "",
             "recipient_canonical": _recipient_canonical(conf["admin"], myhostname) if postfix else "",
         },
+    }
+
+
+def _installed_alert_dropins(unit_dir):
+    pattern = os.path.join(FS_ROOT, unit_dir.lstrip("/"), "*.d", ALERT_DROPIN)
+    return sorted("/" + os.path.relpath(path, FS_ROOT) for path in glob.glob(pattern))
+
+
+def alert_dropins():
+    """
+    The ``OnFailure=`` drop-ins the formula installed: which units mail the
+    administrator when they fail.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.alert_dropins
+    """
+    return _installed_alert_dropins(_settings()["lookup"]["systemd_unit_dir"])
+
+
+def _alerts_plan(conf):
+    """OnFailure= drop-ins for mail:alerts:units, and the ones to remove."""
+    lookup, units = conf["lookup"], conf["alerts"]["units"]
+    systemd = _systemd_booted()
+    unit_dir = lookup["systemd_unit_dir"]
+    dropins = {unit: f"{unit_dir}/{unit}.d/{ALERT_DROPIN}" for unit in units} if systemd else {}
+    recipient = conf["admin"] or "root"
+    if not systemd:
+        reason = "systemd does not run here, so no unit can alert on failure: nothing to do"
+    elif units:
+        reason = f"{', '.join(units)} mail {recipient} when they fail"
+    else:
+        reason = "mail:alerts:units is empty"
+    return {
+        "systemd": systemd,
+        "active": systemd and bool(units or conf["health"]["enabled"]),
+        "units": units,
+        "interval": conf["alerts"]["interval"],
+        "recipient": recipient,
+        "script": f"{lookup['libexec_dir']}/mail-alert",
+        "unit_file": f"{unit_dir}/{ALERT_UNIT}",
+        "dropins": dropins,
+        "stale_dropins": [
+            path for path in _installed_alert_dropins(unit_dir) if path not in dropins.values()
+        ],
+        "shell_vars": _shell_vars(
+            recipient=recipient,
+            sendmail=lookup["msmtp"]["sendmail"],
+            state_dir=f"{lookup['state_dir']}/alerts",
+            interval=conf["alerts"]["interval"],
+        ),
+        "reason": reason,
+    }
+
+
+def _shell_vars(**values):
+    """Values for the variable assignments at the top of a shell script, quoted."""
+    return {name: shlex.quote(str(value)) for name, value in values.items()}
+
+
+def _health_plan(conf):
+    """The daily "is alive" mail: a systemd timer, or a cron entry without systemd."""
+    lookup, health = conf["lookup"], conf["health"]
+    systemd = _systemd_booted()
+    seed = zlib.crc32(_fqdn().encode())
+    if not health["enabled"]:
+        reason = "mail:health:enabled is false"
+    elif systemd:
+        reason = f"{HEALTH_UNIT}.timer ({health['on_calendar']}) mails {conf['admin'] or 'root'}"
+    else:
+        reason = f"no systemd: a cron entry in {lookup['cron_dir']} mails {conf['admin'] or 'root'} daily"
+    return {
+        **health,
+        "systemd": systemd,
+        "recipient": conf["admin"] or "root",
+        "script": f"{lookup['libexec_dir']}/{HEALTH_UNIT}",
+        "service_file": f"{lookup['systemd_unit_dir']}/{HEALTH_UNIT}.service",
+        "timer_file": f"{lookup['systemd_unit_dir']}/{HEALTH_UNIT}.timer",
+        "timer": f"{HEALTH_UNIT}.timer",
+        "cron_file": f"{lookup['cron_dir']}/{HEALTH_UNIT}",
+        "cron_time": {"minute": seed % 60, "hour": seed // 60 % 24},
+        "state_file": f"{lookup['state_dir']}/health.last",
+        "shell_vars": _shell_vars(
+            recipient=conf["admin"] or "root",
+            sendmail=lookup["msmtp"]["sendmail"],
+            state_file=f"{lookup['state_dir']}/health.last",
+            retries=health["retries"],
+            retry_delay=health["retry_delay"],
+        ),
+        "reason": reason,
     }
 
 
@@ -810,13 +945,24 @@ def _queue_summary():
     return summary
 
 
-def status():
+def _last_health_send(state_file):
+    """The last run of the health mail: ``{"time", "result", "detail"}``, or ``None``."""
+    try:
+        with open(os.path.join(FS_ROOT, state_file.lstrip("/")), encoding="utf-8") as handle:
+            when, result, *detail = handle.read().split(maxsplit=2)
+        return {"time": int(when), "result": result, "detail": " ".join(detail).strip()}
+    except (OSError, ValueError):
+        return None
+
+
+def status(check_next_hop=True):
     """
     Is mail working on this node, and if not, why? Shows the mode, whether
     Postfix is installed, running and enabled at boot (``None`` where systemd
     does not run), the queue (``total``, ``active``, ``deferred``, ``hold``,
     the age in seconds of the oldest message and the most frequent deferral
-    reasons) and whether the next hop answers (``mailstack.probe``). Changes
+    reasons), the last health mail, and whether the next hop answers
+    (``mailstack.probe``, skipped with ``check_next_hop=False``). Changes
     nothing; cheap enough to call every minute.
 
     CLI Example:
@@ -831,13 +977,14 @@ def status():
     if current["mode"] == "disabled":
         return {"mode": "disabled", "comment": current["mode_reason"]}
     daemon = _postfix_daemon(conf)
-    hop = probe()
+    hop = probe() if check_next_hop else {"target": None, "reachable": None, "comment": "not checked"}
     return {
+        "health": _last_health_send(current["health"]["state_file"]),
         "mode": current["mode"],
         "sendmail": current["sendmail"],
         "postfix": daemon,
         "queue": _queue_summary() if daemon["installed"] else None,
-        "next_hop": hop["target"] or current["summary"]["postfix relays to"],
+        "next_hop": current["summary"]["postfix relays to" if current["postfix"] else "msmtp sends to"],
         "next_hop_answers": hop["reachable"],
         "next_hop_comment": hop["comment"],
     }

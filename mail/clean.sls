@@ -35,6 +35,34 @@ mail-clean-files-absent:
       - {{ postfix.config_dir }}/recipient_canonical
     - require:
       - pkg: mail-clean-packages-purged
+
+mail-clean-health-timer-dead:
+  service.dead:
+    - name: mail-health.timer
+    - enable: false
+    - onlyif: test -e {{ mail.lookup.systemd_unit_dir }}/mail-health.timer
+
+mail-clean-alerts-and-health-absent:
+  file.absent:
+    - names:
+      - {{ mail.lookup.libexec_dir }}
+      - {{ mail.lookup.state_dir }}
+      - {{ mail.lookup.cron_dir }}/mail-health
+      - {{ mail.lookup.systemd_unit_dir }}/mail-alert@.service
+      - {{ mail.lookup.systemd_unit_dir }}/mail-health.service
+      - {{ mail.lookup.systemd_unit_dir }}/mail-health.timer
+{%- for path in salt['mailstack.alert_dropins']() %}
+      - {{ path }}
+{%- endfor %}
+    - require:
+      - service: mail-clean-health-timer-dead
+
+mail-clean-systemd-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onlyif: test -d /run/systemd/system
+    - onchanges:
+      - file: mail-clean-alerts-and-health-absent
 {%- if not msmtp.mta_pkg %}
 
 mail-clean-sendmail-link-absent:

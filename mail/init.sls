@@ -8,4 +8,6 @@ include:
 {%- else %}
   - mail.smtp
   - mail.msmtp
+  - mail.alerts
+  - mail.health
 {%- endif %}

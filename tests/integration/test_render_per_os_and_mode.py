@@ -214,6 +214,10 @@ def inventory(states):
     return inv
 
 
+HEALTH_SCRIPT = "/usr/local/lib/mailstack/mail-health"
+HEALTH_CRON = "/etc/cron.d/mail-health"
+
+
 def expected_inventory(profile, mode):
     fam = family_of(profile)
     if mode == "disabled":
@@ -247,6 +251,9 @@ def expected_inventory(profile, mode):
         "groups_absent": [] if secret else [SENDERS_GROUP],
         "other": [],
     }
+    # No systemd on these minions, health mail off by default: mail.health
+    # makes sure neither its script nor its cron entry is there.
+    inv["absent"] += [HEALTH_SCRIPT, HEALTH_CRON]
     if mode in ADMIN_MODES:
         inv["managed"]["/etc/aliases.msmtp"] = {"user": None, "group": None, "mode": "0644"}
     else:
