@@ -8,6 +8,11 @@ every start and reload. A ``watch`` reloads Postfix, or restarts it when the
 listening settings (``inet_interfaces``, ``inet_protocols``) changed, since
 those are only read at start.
 
+``mailstack.postfix_enabled`` makes the Postfix unit start at boot where
+systemd is PID 1 (installing the package does not enable it on Arch or
+Fedora, and an operator may have disabled it); where no init system runs
+there is nothing to enable and it says so.
+
 ``mailstack.postmapped`` rebuilds a Postfix lookup table when its source is
 newer than the table.
 
@@ -165,6 +170,34 @@ def mod_watch(name, sfun=None, prestart="", **kwargs):
     if __opts__["test"]:
         return _ret(name, None, f"Postfix would be {action}ed", changes)
     return _act_and_report(name, action, prestart, changes)
+
+
+def postfix_enabled(name="postfix"):
+    """
+    Ensure the Postfix unit is enabled at boot where systemd is PID 1.
+
+    name
+        The systemd unit (``mail:lookup:postfix:service``). On Debian this is
+        ``postfix``, whose instances (``postfix@-``) start with it.
+
+    Where no init system runs, nothing starts Postfix at boot and this state
+    changes nothing. ``test=True`` predicts the change.
+    """
+    if not _systemd_booted():
+        return _ret(name, True, "No systemd on this host: nothing to enable at boot")
+    if __salt__["service.enabled"](name):
+        return _ret(name, True, f"{name} is enabled at boot")
+    changes = {"enabled": name}
+    if __opts__["test"]:
+        return _ret(name, None, f"{name} would be enabled at boot", changes)
+    if not __salt__["service.enable"](name) or not __salt__["service.enabled"](name):
+        return _ret(
+            name,
+            False,
+            f"systemd could not enable {name}; see `systemctl enable {name}` and the unit name in"
+            " mail:lookup:postfix:service",
+        )
+    return _ret(name, True, f"{name} enabled at boot", changes)
 
 
 def _map_file(source, map_type):

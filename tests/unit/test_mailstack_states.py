@@ -372,3 +372,87 @@ def test_postmapped_in_test_mode_with_a_source_not_yet_written_predicts_a_build(
     assert ret["result"] is None
     assert ret["changes"] == {"postmap": f"hash:{source}"}
     assert postfix.commands == []
+
+
+# --------------------------------------------------------- postfix_enabled ---
+
+
+class FakeUnit:
+    """systemd's view of one unit: enabled or not, and whether enabling works."""
+
+    def __init__(self, enabled=False, enable_works=True):
+        self.enabled = enabled
+        self.enable_works = enable_works
+        self.calls: list = []
+
+    def install(self, states):
+        states.__salt__.update(
+            {
+                "service.enabled": lambda name: self.calls.append(("enabled", name)) or self.enabled,
+                "service.enable": self._enable,
+            }
+        )
+
+    def _enable(self, name):
+        self.calls.append(("enable", name))
+        self.enabled = self.enable_works
+        return True
+
+
+@pytest.fixture
+def unit(states, monkeypatch):
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    fake = FakeUnit()
+    fake.install(states)
+    return fake
+
+
+def test_postfix_enabled_enables_a_disabled_unit_and_reports_it(states, unit):
+    ret = states.postfix_enabled("postfix")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {"enabled": "postfix"}
+    assert ("enable", "postfix") in unit.calls
+    assert unit.enabled is True
+
+
+def test_postfix_enabled_changes_nothing_when_already_enabled(states, unit):
+    unit.enabled = True
+
+    ret = states.postfix_enabled("postfix")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {}
+    assert ("enable", "postfix") not in unit.calls
+
+
+def test_postfix_enabled_in_test_mode_predicts_the_change_and_enables_nothing(states, unit):
+    states.__opts__["test"] = True
+
+    ret = states.postfix_enabled("postfix")
+
+    assert ret["result"] is None
+    assert ret["changes"] == {"enabled": "postfix"}
+    assert ("enable", "postfix") not in unit.calls
+    assert unit.enabled is False
+
+
+def test_postfix_enabled_fails_with_the_unit_name_when_systemd_cannot_enable_it(states, unit):
+    unit.enable_works = False
+
+    ret = states.postfix_enabled("postfix.service")
+
+    assert ret["result"] is False
+    assert "systemctl enable postfix.service" in ret["comment"]
+    assert "mail:lookup:postfix:service" in ret["comment"]
+    assert ret["changes"] == {}
+
+
+def test_postfix_enabled_does_nothing_where_no_init_system_runs(states, postfix):
+    # `states` has _systemd_booted False and no service.* functions at all.
+    ret = states.postfix_enabled("postfix")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {}
+    assert "No systemd" in ret["comment"]
+    assert postfix.commands == []
