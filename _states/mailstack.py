@@ -25,6 +25,7 @@ newer than the table.
           - file: mail-smtp-config-main-cf
 """
 
+import json
 import os
 
 __virtualname__ = "mailstack"
@@ -65,17 +66,75 @@ def _listen_settings():
     return _postconf(*LISTEN_PARAMETERS) or ""
 
 
-def _listen_settings_changed():
+def _master_pid():
+    """PID of the running Postfix master process, or None."""
+    queue_dir = _postconf("queue_directory")
+    if not queue_dir:
+        return None
+    try:
+        with open(os.path.join(queue_dir, "pid", "master.pid"), encoding="utf-8") as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if os.path.exists(f"/proc/{pid}") else None
+
+
+def _master_started(pid):
+    """When process ``pid`` started (seconds since the epoch), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="utf-8") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _main_cf_mtime():
+    config_dir = _postconf("config_directory") or "/etc/postfix"
+    try:
+        return os.path.getmtime(os.path.join(config_dir, "main.cf"))
+    except OSError:
+        return None
+
+
+def _read_marker():
+    """The recorded listening settings and master PID; None if never recorded."""
     try:
         with open(_marker_path(), encoding="utf-8") as handle:
-            return handle.read() != _listen_settings()
+            text = handle.read()
     except OSError:
+        return None
+    try:
+        data = json.loads(text)
+        return {"listen": data["listen"], "master_pid": data.get("master_pid")}
+    except (ValueError, KeyError, TypeError):
+        return {"listen": text, "master_pid": None}  # written by an older formula
+
+
+def _listen_settings_changed():
+    """
+    Whether the running master may listen otherwise than main.cf now says.
+
+    The settings are recorded with the master's PID whenever the formula starts
+    Postfix. A master with another PID was started outside the formula (by
+    hand, or by systemd at boot) and read main.cf then: unless main.cf is older
+    than that master, what it listens on is unknown, so it must restart.
+    """
+    marker = _read_marker()
+    if marker is None:
         return True
+    pid = _master_pid()
+    if marker["master_pid"] is None or pid is None or pid == marker["master_pid"]:
+        return marker["listen"] != _listen_settings()
+    started, modified = _master_started(pid), _main_cf_mtime()
+    return started is None or modified is None or modified >= started
 
 
 def _record_listen_settings():
     with open(_marker_path(), "w", encoding="utf-8") as handle:
-        handle.write(_listen_settings())
+        json.dump({"listen": _listen_settings(), "master_pid": _master_pid()}, handle)
 
 
 def _is_running(service):

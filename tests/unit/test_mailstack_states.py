@@ -7,6 +7,7 @@ commands the states choose without touching the machine.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 
@@ -99,6 +100,7 @@ def states(postfix, monkeypatch):
     module.__grains__ = {}
     module.__pillar__ = {}
     monkeypatch.setattr(module, "_systemd_booted", lambda: False)
+    monkeypatch.setattr(module, "_master_pid", lambda: None)
     return module
 
 
@@ -107,7 +109,7 @@ def record_marker(postfix, listen=LOOPBACK):
 
 
 def marker(postfix):
-    return (postfix.data_dir / "mailstack-listen").read_text(encoding="utf-8")
+    return json.loads((postfix.data_dir / "mailstack-listen").read_text(encoding="utf-8"))["listen"]
 
 
 # -------------------------------------------------------------- mod_watch ---
@@ -232,6 +234,54 @@ def test_mod_watch_uses_systemd_restart_when_listening_settings_changed(states, 
 
     assert calls == [("restart", "postfix")]
     assert marker(postfix) == LOOPBACK
+
+
+def test_mod_watch_records_the_master_pid_with_the_listening_settings(states, postfix, monkeypatch):
+    monkeypatch.setattr(states, "_master_pid", lambda: 4242)
+
+    states.mod_watch("postfix", sfun="postfix_running")  # no marker yet: restart
+
+    recorded = json.loads((postfix.data_dir / "mailstack-listen").read_text(encoding="utf-8"))
+    assert recorded == {"listen": LOOPBACK, "master_pid": 4242}
+
+
+def started_outside_the_formula(states, postfix, monkeypatch, main_cf_age):
+    """The marker names master 100; master 200 runs, started at t=1000."""
+    (postfix.data_dir / "mailstack-listen").write_text(json.dumps({"listen": LOOPBACK, "master_pid": 100}))
+    monkeypatch.setattr(states, "_master_pid", lambda: 200)
+    monkeypatch.setattr(states, "_master_started", lambda pid: 1000.0)
+    monkeypatch.setattr(states, "_main_cf_mtime", lambda: 1000.0 + main_cf_age)
+
+
+def test_mod_watch_restarts_a_master_started_outside_the_formula_before_main_cf_changed(
+    states, postfix, monkeypatch
+):
+    # e.g. inet_interfaces widened by hand and Postfix restarted, then the
+    # formula rewrote main.cf: the marker's settings say nothing about this master.
+    started_outside_the_formula(states, postfix, monkeypatch, main_cf_age=+5)
+
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["changes"] == {"postfix": "restarted"}
+    assert postfix.postfix_actions() == ["check", "stop", "check", "start"]
+
+
+def test_postfix_running_keeps_a_master_started_after_the_last_main_cf_change(states, postfix, monkeypatch):
+    # e.g. systemd started Postfix at boot from the formula's unchanged main.cf.
+    started_outside_the_formula(states, postfix, monkeypatch, main_cf_age=-60)
+
+    ret = states.postfix_running("postfix")
+
+    assert ret["changes"] == {}
+    assert postfix.postfix_actions() == []
+
+
+def test_an_old_plain_text_marker_is_still_understood(states, postfix):
+    record_marker(postfix)
+
+    ret = states.postfix_running("postfix")
+
+    assert ret["changes"] == {}
 
 
 # --------------------------------------------------------- postfix_running ---
