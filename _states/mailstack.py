@@ -27,11 +27,13 @@ newer than the table.
 
 import json
 import os
+import time
 
 __virtualname__ = "mailstack"
 
 LISTEN_PARAMETERS = ("inet_interfaces", "inet_protocols")
 LISTEN_MARKER = "mailstack-listen"
+STOP_TIMEOUT = 120
 MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".dir", "sdbm": ".dir"}
 
 
@@ -150,6 +152,31 @@ def _check():
     return ok, f"postfix check failed, Postfix was left as it was: {out}"
 
 
+def _still_stopping(service):
+    """Units of ``service`` (``postfix``, ``postfix@-``...) systemd is still stopping."""
+    ok, out = _run(
+        ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--state=deactivating", f"{service}*"]
+    )
+    return out.split()[:1] if ok and out.strip() else []
+
+
+def _wait_until_stopped(service):
+    """
+    Wait until systemd has finished stopping Postfix: stopping ``postfix``
+    returns before its instances (``postfix@-``) are down, and a package
+    removed meanwhile leaves them hanging in "deactivating".
+    """
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while _master_pid() is not None or _still_stopping(service):
+        if time.monotonic() > deadline:
+            return False, (
+                f"systemd did not finish stopping {service} within {STOP_TIMEOUT} s;"
+                f" see `systemctl status '{service}*'`. Postfix was left as it is."
+            )
+        time.sleep(0.5)
+    return True, ""
+
+
 def _action(service, action, prestart):
     """Run start, stop, reload or restart; return (ok, message)."""
     if action != "stop":
@@ -158,6 +185,8 @@ def _action(service, action, prestart):
             return ok, message
     if _systemd_booted():
         ok = __salt__[f"service.{action}"](service)
+        if ok and action == "stop":
+            return _wait_until_stopped(service)
         return bool(ok), f"systemd could not {action} {service}"
     if action == "restart":
         ok, message = _action(service, "stop", prestart)

@@ -284,6 +284,45 @@ def test_an_old_plain_text_marker_is_still_understood(states, postfix):
     assert ret["changes"] == {}
 
 
+def systemd_stop(states, monkeypatch, master_pids, stopping=()):
+    """systemd where Postfix's master (``master_pids`` in turn) takes a while to go."""
+    pids = list(master_pids)
+    units = list(stopping)
+    calls = []
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    monkeypatch.setattr(states, "_master_pid", lambda: pids.pop(0) if pids else None)
+    monkeypatch.setattr(states, "_still_stopping", lambda name: [units.pop(0)] if units else [])
+    monkeypatch.setattr(states.time, "sleep", lambda seconds: None)
+    states.__salt__.update(
+        {"service.status": lambda name: True, "service.stop": lambda name: calls.append(name) or True}
+    )
+    return calls
+
+
+def test_postfix_dead_under_systemd_waits_until_the_instances_are_down(states, postfix, monkeypatch):
+    calls = systemd_stop(states, monkeypatch, master_pids=[4242, 4242], stopping=["postfix@-.service"])
+
+    ret = states.postfix_dead("postfix")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {"postfix": "stopped"}
+    assert calls == ["postfix"]
+    assert postfix.postfix_actions() == []  # systemd stopped it, not `postfix stop`
+
+
+def test_postfix_dead_under_systemd_fails_when_postfix_does_not_stop_in_time(states, postfix, monkeypatch):
+    systemd_stop(states, monkeypatch, master_pids=[4242] * 1000)
+    monkeypatch.setattr(states, "STOP_TIMEOUT", 0.05)
+    clock = iter(range(1000))
+    monkeypatch.setattr(states.time, "monotonic", lambda: next(clock) * 0.01)
+
+    ret = states.postfix_dead("postfix")
+
+    assert ret["result"] is False
+    assert "did not finish stopping postfix" in ret["comment"]
+    assert ret["changes"] == {}
+
+
 # --------------------------------------------------------- postfix_running ---
 
 
