@@ -134,7 +134,12 @@ def image(release: str, log=print) -> pathlib.Path:
     work = pathlib.Path(tempfile.mkdtemp(prefix=f".build-{release}-", dir=CACHE_DIR))
     try:
         _build(release, work / "root")
-        os.rename(work / "root", final)
+        try:
+            os.rename(work / "root", final)
+        except OSError:
+            if not (final / "etc" / "os-release").exists():
+                raise  # else another run finished the same image first
+
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log(f"image {final.name} built in {time.monotonic() - started:.0f} s")
