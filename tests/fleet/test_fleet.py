@@ -6,6 +6,7 @@ fleet: each starts from what the one before left.
 
 from __future__ import annotations
 
+import json
 import time
 
 from tests.fleet.conftest import (
@@ -140,9 +141,11 @@ def test_fleet_figures_idempotent_apply_against_a_one_nop_state_per_node(fleet, 
         started = time.monotonic()
         mail = machine.run(["salt-call", "--out=json", "state.apply", "mail"], timeout=600)
         mail_seconds = time.monotonic() - started
-        assert '"result": false' not in mail.stdout, mail.stdout[-3000:]
-        assert '"changes": {}' in mail.stdout and '"changes": {"' not in mail.stdout, mail.stdout[-3000:]
-        assert '"fleet-nop"' in nop.stdout or "fleet-nop" in nop.stdout, nop.stdout
+        mail_states = json.loads(mail.stdout)["local"].values()
+        nop_states = json.loads(nop.stdout)["local"].values()
+        assert [(s["result"], s["changes"]) for s in nop_states] == [(True, {})], nop.stdout
+        assert {s["__id__"] for s in mail_states if s["result"] is not True or s["changes"]} == set(), minion
+        assert len(mail_states) > 5, minion
         record(
             f"{minion} ({machine.release}) salt-call",
             f"idempotent state.apply mail {mail_seconds:.1f} s, one test.nop state {nop_seconds:.1f} s",

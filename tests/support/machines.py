@@ -35,6 +35,7 @@ import time
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CACHE_DIR = pathlib.Path(os.environ.get("MAIL_FLEET_CACHE", "/var/cache/mail-formula-tests"))
 RELEASES = ("bookworm", "trixie")
+STALE_BUILD_SECONDS = 3 * 3600
 HOST_CA_BUNDLE = pathlib.Path("/etc/ssl/certs/ca-certificates.crt")
 
 BASE_PACKAGES = (
@@ -130,6 +131,10 @@ def image(release: str, log=print) -> pathlib.Path:
     final = CACHE_DIR / image_key(release)
     if (final / "etc" / "os-release").exists():
         return final
+    for stale in CACHE_DIR.glob(f".build-{release}-*"):
+        # Left by an interrupted build: no build takes hours.
+        if time.time() - stale.stat().st_mtime > STALE_BUILD_SECONDS:
+            shutil.rmtree(stale, ignore_errors=True)
     started = time.monotonic()
     work = pathlib.Path(tempfile.mkdtemp(prefix=f".build-{release}-", dir=CACHE_DIR))
     try:
@@ -139,7 +144,6 @@ def image(release: str, log=print) -> pathlib.Path:
         except OSError:
             if not (final / "etc" / "os-release").exists():
                 raise  # else another run finished the same image first
-
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log(f"image {final.name} built in {time.monotonic() - started:.0f} s")
