@@ -7,7 +7,8 @@ Images
     formula installs (Postfix, msmtp, msmtp-mta and their dependencies) into a
     local apt repository inside it, its only apt source: booted machines have
     no way to a package registry. Images are cached under ``CACHE_DIR`` keyed
-    by release and a hash of everything that goes into them, and built in a
+    by release and a hash of everything that goes into them (package lists,
+    build script, ``constraints.txt``), and built in a
     temporary directory renamed into place at the end, so an interrupted build
     never looks finished.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import os
 import pathlib
 import shutil
@@ -121,6 +123,7 @@ def image_key(release: str) -> str:
     inputs = (release, BASE_PACKAGES, OFFLINE_PACKAGE_SETS, SALT_MINION_UNIT)
     digest.update(repr(inputs).encode())
     digest.update(BUILD_SCRIPT.encode())
+    digest.update(inspect.getsource(_build).encode())
     digest.update((REPO_ROOT / "constraints.txt").read_bytes())
     return f"{release}-{digest.hexdigest()[:12]}"
 
