@@ -598,7 +598,11 @@ def _postfix_main_cf(conf, upstream, envelope_sender, myhostname):
         "alias_database": "",
         "biff": "no",
         "append_dot_mydomain": "no",
-        "smtp_host_lookup": "dns, native",
+        # A relayhost or Mailu is found like any other host name of this system
+        # (/etc/hosts, then DNS): with "dns, native" a DNS failure defers the
+        # mail even when /etc/hosts knows the name. Without a relayhost, MX
+        # lookups need DNS.
+        "smtp_host_lookup": "native" if upstream else "dns, native",
         "relayhost": _bracketed(upstream) if upstream else "",
     }
     params.update(_postfix_tls(upstream))

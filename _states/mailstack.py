@@ -8,6 +8,11 @@ every start and reload. A ``watch`` reloads Postfix, or restarts it when the
 listening settings (``inet_interfaces``, ``inet_protocols``) changed, since
 those are only read at start.
 
+``mailstack.postfix_enabled`` makes the Postfix unit start at boot where
+systemd is PID 1 (installing the package does not enable it on Arch or
+Fedora, and an operator may have disabled it); where no init system runs
+there is nothing to enable and it says so.
+
 ``mailstack.postmapped`` rebuilds a Postfix lookup table when its source is
 newer than the table.
 
@@ -20,12 +25,15 @@ newer than the table.
           - file: mail-smtp-config-main-cf
 """
 
+import json
 import os
+import time
 
 __virtualname__ = "mailstack"
 
 LISTEN_PARAMETERS = ("inet_interfaces", "inet_protocols")
 LISTEN_MARKER = "mailstack-listen"
+STOP_TIMEOUT = 120
 MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".dir", "sdbm": ".dir"}
 
 
@@ -60,17 +68,75 @@ def _listen_settings():
     return _postconf(*LISTEN_PARAMETERS) or ""
 
 
-def _listen_settings_changed():
+def _master_pid():
+    """PID of the running Postfix master process, or None."""
+    queue_dir = _postconf("queue_directory")
+    if not queue_dir:
+        return None
+    try:
+        with open(os.path.join(queue_dir, "pid", "master.pid"), encoding="utf-8") as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if os.path.exists(f"/proc/{pid}") else None
+
+
+def _master_started(pid):
+    """When process ``pid`` started (seconds since the epoch), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="utf-8") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _main_cf_mtime():
+    config_dir = _postconf("config_directory") or "/etc/postfix"
+    try:
+        return os.path.getmtime(os.path.join(config_dir, "main.cf"))
+    except OSError:
+        return None
+
+
+def _read_marker():
+    """The recorded listening settings and master PID; None if never recorded."""
     try:
         with open(_marker_path(), encoding="utf-8") as handle:
-            return handle.read() != _listen_settings()
+            text = handle.read()
     except OSError:
+        return None
+    try:
+        data = json.loads(text)
+        return {"listen": data["listen"], "master_pid": data.get("master_pid")}
+    except (ValueError, KeyError, TypeError):
+        return {"listen": text, "master_pid": None}  # written by an older formula
+
+
+def _listen_settings_changed():
+    """
+    Whether the running master may listen otherwise than main.cf now says.
+
+    The settings are recorded with the master's PID whenever the formula starts
+    Postfix. A master with another PID was started outside the formula (by
+    hand, or by systemd at boot) and read main.cf then: unless main.cf is older
+    than that master, what it listens on is unknown, so it must restart.
+    """
+    marker = _read_marker()
+    if marker is None:
         return True
+    pid = _master_pid()
+    if marker["master_pid"] is None or pid is None or pid == marker["master_pid"]:
+        return marker["listen"] != _listen_settings()
+    started, modified = _master_started(pid), _main_cf_mtime()
+    return started is None or modified is None or modified >= started
 
 
 def _record_listen_settings():
     with open(_marker_path(), "w", encoding="utf-8") as handle:
-        handle.write(_listen_settings())
+        json.dump({"listen": _listen_settings(), "master_pid": _master_pid()}, handle)
 
 
 def _is_running(service):
@@ -86,6 +152,31 @@ def _check():
     return ok, f"postfix check failed, Postfix was left as it was: {out}"
 
 
+def _still_stopping(service):
+    """Units of ``service`` (``postfix``, ``postfix@-``...) systemd is still stopping."""
+    ok, out = _run(
+        ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--state=deactivating", f"{service}*"]
+    )
+    return out.split()[:1] if ok and out.strip() else []
+
+
+def _wait_until_stopped(service):
+    """
+    Wait until systemd has finished stopping Postfix: stopping ``postfix``
+    returns before its instances (``postfix@-``) are down, and a package
+    removed meanwhile leaves them hanging in "deactivating".
+    """
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while _master_pid() is not None or _still_stopping(service):
+        if time.monotonic() > deadline:
+            return False, (
+                f"systemd did not finish stopping {service} within {STOP_TIMEOUT} s;"
+                f" see `systemctl status '{service}*'`. Postfix was left as it is."
+            )
+        time.sleep(0.5)
+    return True, ""
+
+
 def _action(service, action, prestart):
     """Run start, stop, reload or restart; return (ok, message)."""
     if action != "stop":
@@ -94,6 +185,8 @@ def _action(service, action, prestart):
             return ok, message
     if _systemd_booted():
         ok = __salt__[f"service.{action}"](service)
+        if ok and action == "stop":
+            return _wait_until_stopped(service)
         return bool(ok), f"systemd could not {action} {service}"
     if action == "restart":
         ok, message = _action(service, "stop", prestart)
@@ -165,6 +258,34 @@ def mod_watch(name, sfun=None, prestart="", **kwargs):
     if __opts__["test"]:
         return _ret(name, None, f"Postfix would be {action}ed", changes)
     return _act_and_report(name, action, prestart, changes)
+
+
+def postfix_enabled(name="postfix"):
+    """
+    Ensure the Postfix unit is enabled at boot where systemd is PID 1.
+
+    name
+        The systemd unit (``mail:lookup:postfix:service``). On Debian this is
+        ``postfix``, whose instances (``postfix@-``) start with it.
+
+    Where no init system runs, nothing starts Postfix at boot and this state
+    changes nothing. ``test=True`` predicts the change.
+    """
+    if not _systemd_booted():
+        return _ret(name, True, "No systemd on this host: nothing to enable at boot")
+    if __salt__["service.enabled"](name):
+        return _ret(name, True, f"{name} is enabled at boot")
+    changes = {"enabled": name}
+    if __opts__["test"]:
+        return _ret(name, None, f"{name} would be enabled at boot", changes)
+    if not __salt__["service.enable"](name) or not __salt__["service.enabled"](name):
+        return _ret(
+            name,
+            False,
+            f"systemd could not enable {name}; see `systemctl enable {name}` and the unit name in"
+            " mail:lookup:postfix:service",
+        )
+    return _ret(name, True, f"{name} enabled at boot", changes)
 
 
 def _map_file(source, map_type):

@@ -11,3 +11,9 @@ mail-smtp-service-running:
       - file: mail-smtp-config-main-cf
       - file: mail-smtp-config-sasl-passwd
       - file: mail-smtp-config-recipient-canonical
+
+mail-smtp-service-enabled:
+  mailstack.postfix_enabled:
+    - name: {{ postfix.service }}
+    - require:
+      - pkg: mail-smtp-package-installed

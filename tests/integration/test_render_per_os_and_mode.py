@@ -182,6 +182,7 @@ def inventory(states):
         "absent": [],
         "symlinks": {},
         "postfix_running": {},
+        "postfix_enabled": [],
         "postfix_dead": [],
         "groups_present": {},
         "groups_absent": [],
@@ -201,6 +202,8 @@ def inventory(states):
             inv["symlinks"][args["name"]] = args["target"]
         elif key == "mailstack.postfix_running":
             inv["postfix_running"][args["name"]] = args.get("prestart", "")
+        elif key == "mailstack.postfix_enabled":
+            inv["postfix_enabled"].append(args["name"])
         elif key == "mailstack.postfix_dead":
             inv["postfix_dead"].append(args["name"])
         elif key == "group.present":
@@ -229,6 +232,7 @@ def expected_inventory(profile, mode):
             "absent": [],
             "symlinks": {},
             "postfix_running": {},
+            "postfix_enabled": [],
             "postfix_dead": [],
             "groups_present": {},
             "groups_absent": [],
@@ -275,6 +279,8 @@ def expected_inventory(profile, mode):
             # An msmtp sendmail symlink from an earlier mode goes before Postfix comes.
             inv["absent"].append("/usr/sbin/sendmail")
         inv["postfix_running"] = {"postfix": fam["prestart"]}
+        # Enabled at boot where systemd runs (the state itself decides).
+        inv["postfix_enabled"] = ["postfix"]
         inv["postfix_dead"] = []
     else:
         inv["installed"] = fam["msmtp"] + mta
@@ -283,6 +289,7 @@ def expected_inventory(profile, mode):
         if not fam["mta_pkg"]:
             inv["symlinks"] = {"/usr/sbin/sendmail": "/usr/bin/msmtp"}
         inv["postfix_running"] = {}
+        inv["postfix_enabled"] = []
         inv["postfix_dead"] = ["postfix"]
     return inv
 

@@ -148,6 +148,7 @@ class SmtpPeer:
         sender_must_match_login: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
+        cert_names: tuple[str, ...] = LOOPBACK_NAMES,
     ):
         if tls not in TLS_MODES:
             raise ValueError(f"tls must be one of {TLS_MODES}, not {tls!r}")
@@ -161,6 +162,7 @@ class SmtpPeer:
         self.sender_must_match_login = sender_must_match_login
         self.host = host
         self.port = port
+        self.cert_names = tuple(cert_names)
         self.mailbox = Mailbox()
         self._controller: _Controller | None = None
 
@@ -172,7 +174,7 @@ class SmtpPeer:
         return AuthResult(success=False, handled=False)
 
     def _controller_options(self) -> dict:
-        context = None if self.tls == "none" else self.ca.server_context()
+        context = None if self.tls == "none" else self.ca.server_context(*self.cert_names)
         options = {"auth_require_tls": self.tls == "starttls"}
         if self.users:
             options["authenticator"] = self._authenticate

@@ -741,6 +741,20 @@ def test_plan_relay_with_relayhost_outside_a_container_uses_postfix(configure):
     assert result["files"]["sasl_passwd"] == f"[{RELAY_HOST}]:587 bob:********\n"
 
 
+def test_plan_with_a_relayhost_or_mailu_resolves_the_next_hop_like_the_system(configure):
+    # /etc/hosts first: with "dns, native" a DNS failure defers mail that
+    # /etc/hosts could route.
+    relayed = main_cf(configure({"relay": relay(), "container": False}).plan())
+    queued = main_cf(configure({"mailu": mailu(queue=True), "container": False}).plan())
+
+    assert relayed["smtp_host_lookup"] == "native"
+    assert queued["smtp_host_lookup"] == "native"
+
+
+def test_plan_without_relayhost_looks_up_mx_in_dns(configure):
+    assert main_cf(configure({"container": False}).plan())["smtp_host_lookup"] == "dns, native"
+
+
 def test_plan_relay_with_implicit_tls_sets_wrappermode(configure):
     cf = main_cf(configure({"relay": relay(port=465, tls="implicit"), "container": False}).plan())
 

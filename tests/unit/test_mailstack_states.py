@@ -7,6 +7,7 @@ commands the states choose without touching the machine.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 
@@ -99,6 +100,7 @@ def states(postfix, monkeypatch):
     module.__grains__ = {}
     module.__pillar__ = {}
     monkeypatch.setattr(module, "_systemd_booted", lambda: False)
+    monkeypatch.setattr(module, "_master_pid", lambda: None)
     return module
 
 
@@ -107,7 +109,7 @@ def record_marker(postfix, listen=LOOPBACK):
 
 
 def marker(postfix):
-    return (postfix.data_dir / "mailstack-listen").read_text(encoding="utf-8")
+    return json.loads((postfix.data_dir / "mailstack-listen").read_text(encoding="utf-8"))["listen"]
 
 
 # -------------------------------------------------------------- mod_watch ---
@@ -232,6 +234,93 @@ def test_mod_watch_uses_systemd_restart_when_listening_settings_changed(states, 
 
     assert calls == [("restart", "postfix")]
     assert marker(postfix) == LOOPBACK
+
+
+def test_mod_watch_records_the_master_pid_with_the_listening_settings(states, postfix, monkeypatch):
+    monkeypatch.setattr(states, "_master_pid", lambda: 4242)
+
+    states.mod_watch("postfix", sfun="postfix_running")  # no marker yet: restart
+
+    recorded = json.loads((postfix.data_dir / "mailstack-listen").read_text(encoding="utf-8"))
+    assert recorded == {"listen": LOOPBACK, "master_pid": 4242}
+
+
+def started_outside_the_formula(states, postfix, monkeypatch, main_cf_age):
+    """The marker names master 100; master 200 runs, started at t=1000."""
+    (postfix.data_dir / "mailstack-listen").write_text(json.dumps({"listen": LOOPBACK, "master_pid": 100}))
+    monkeypatch.setattr(states, "_master_pid", lambda: 200)
+    monkeypatch.setattr(states, "_master_started", lambda pid: 1000.0)
+    monkeypatch.setattr(states, "_main_cf_mtime", lambda: 1000.0 + main_cf_age)
+
+
+def test_mod_watch_restarts_a_master_started_outside_the_formula_before_main_cf_changed(
+    states, postfix, monkeypatch
+):
+    # e.g. inet_interfaces widened by hand and Postfix restarted, then the
+    # formula rewrote main.cf: the marker's settings say nothing about this master.
+    started_outside_the_formula(states, postfix, monkeypatch, main_cf_age=+5)
+
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["changes"] == {"postfix": "restarted"}
+    assert postfix.postfix_actions() == ["check", "stop", "check", "start"]
+
+
+def test_postfix_running_keeps_a_master_started_after_the_last_main_cf_change(states, postfix, monkeypatch):
+    # e.g. systemd started Postfix at boot from the formula's unchanged main.cf.
+    started_outside_the_formula(states, postfix, monkeypatch, main_cf_age=-60)
+
+    ret = states.postfix_running("postfix")
+
+    assert ret["changes"] == {}
+    assert postfix.postfix_actions() == []
+
+
+def test_an_old_plain_text_marker_is_still_understood(states, postfix):
+    record_marker(postfix)
+
+    ret = states.postfix_running("postfix")
+
+    assert ret["changes"] == {}
+
+
+def systemd_stop(states, monkeypatch, master_pids, stopping=()):
+    """systemd where Postfix's master (``master_pids`` in turn) takes a while to go."""
+    pids = list(master_pids)
+    units = list(stopping)
+    calls = []
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    monkeypatch.setattr(states, "_master_pid", lambda: pids.pop(0) if pids else None)
+    monkeypatch.setattr(states, "_still_stopping", lambda name: [units.pop(0)] if units else [])
+    monkeypatch.setattr(states.time, "sleep", lambda seconds: None)
+    states.__salt__.update(
+        {"service.status": lambda name: True, "service.stop": lambda name: calls.append(name) or True}
+    )
+    return calls
+
+
+def test_postfix_dead_under_systemd_waits_until_the_instances_are_down(states, postfix, monkeypatch):
+    calls = systemd_stop(states, monkeypatch, master_pids=[4242, 4242], stopping=["postfix@-.service"])
+
+    ret = states.postfix_dead("postfix")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {"postfix": "stopped"}
+    assert calls == ["postfix"]
+    assert postfix.postfix_actions() == []  # systemd stopped it, not `postfix stop`
+
+
+def test_postfix_dead_under_systemd_fails_when_postfix_does_not_stop_in_time(states, postfix, monkeypatch):
+    systemd_stop(states, monkeypatch, master_pids=[4242] * 1000)
+    monkeypatch.setattr(states, "STOP_TIMEOUT", 0.05)
+    clock = iter(range(1000))
+    monkeypatch.setattr(states.time, "monotonic", lambda: next(clock) * 0.01)
+
+    ret = states.postfix_dead("postfix")
+
+    assert ret["result"] is False
+    assert "did not finish stopping postfix" in ret["comment"]
+    assert ret["changes"] == {}
 
 
 # --------------------------------------------------------- postfix_running ---
@@ -371,4 +460,88 @@ def test_postmapped_in_test_mode_with_a_source_not_yet_written_predicts_a_build(
 
     assert ret["result"] is None
     assert ret["changes"] == {"postmap": f"hash:{source}"}
+    assert postfix.commands == []
+
+
+# --------------------------------------------------------- postfix_enabled ---
+
+
+class FakeUnit:
+    """systemd's view of one unit: enabled or not, and whether enabling works."""
+
+    def __init__(self, enabled=False, enable_works=True):
+        self.enabled = enabled
+        self.enable_works = enable_works
+        self.calls: list = []
+
+    def install(self, states):
+        states.__salt__.update(
+            {
+                "service.enabled": lambda name: self.calls.append(("enabled", name)) or self.enabled,
+                "service.enable": self._enable,
+            }
+        )
+
+    def _enable(self, name):
+        self.calls.append(("enable", name))
+        self.enabled = self.enable_works
+        return True
+
+
+@pytest.fixture
+def unit(states, monkeypatch):
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    fake = FakeUnit()
+    fake.install(states)
+    return fake
+
+
+def test_postfix_enabled_enables_a_disabled_unit_and_reports_it(states, unit):
+    ret = states.postfix_enabled("postfix")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {"enabled": "postfix"}
+    assert ("enable", "postfix") in unit.calls
+    assert unit.enabled is True
+
+
+def test_postfix_enabled_changes_nothing_when_already_enabled(states, unit):
+    unit.enabled = True
+
+    ret = states.postfix_enabled("postfix")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {}
+    assert ("enable", "postfix") not in unit.calls
+
+
+def test_postfix_enabled_in_test_mode_predicts_the_change_and_enables_nothing(states, unit):
+    states.__opts__["test"] = True
+
+    ret = states.postfix_enabled("postfix")
+
+    assert ret["result"] is None
+    assert ret["changes"] == {"enabled": "postfix"}
+    assert ("enable", "postfix") not in unit.calls
+    assert unit.enabled is False
+
+
+def test_postfix_enabled_fails_with_the_unit_name_when_systemd_cannot_enable_it(states, unit):
+    unit.enable_works = False
+
+    ret = states.postfix_enabled("postfix.service")
+
+    assert ret["result"] is False
+    assert "systemctl enable postfix.service" in ret["comment"]
+    assert "mail:lookup:postfix:service" in ret["comment"]
+    assert ret["changes"] == {}
+
+
+def test_postfix_enabled_does_nothing_where_no_init_system_runs(states, postfix):
+    # `states` has _systemd_booted False and no service.* functions at all.
+    ret = states.postfix_enabled("postfix")
+
+    assert ret["result"] is True
+    assert ret["changes"] == {}
+    assert "No systemd" in ret["comment"]
     assert postfix.commands == []

@@ -1,0 +1,273 @@
+"""
+The fleet: four Debian machines booted with systemd, one real salt-master.
+
+* Images: ``tests/support/machines.py`` (debootstrap, cached under
+  /var/cache/mail-formula-tests). Each node boots its own copy.
+* Network: a bridge ``mfleet0`` with 203.0.113.1/24 on the host (RFC 5737,
+  not used by this host); node N is 203.0.113.1N. Ports are isolated, there
+  is no default route: a node reaches the host and nothing else.
+* The master and the SMTP peers listen on 203.0.113.1 only. Inside the
+  nodes, smtp.fleet.test and mailu.fleet.test name that address (/etc/hosts);
+  the peers' certificates come from the session's test CA, which the nodes
+  get as /usr/local/share/fleet-ca.pem.
+* Everything is stopped and removed at the end of the session, whatever
+  happened.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import email.message
+import email.utils
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from tests.support import machines
+from tests.support.fleet import RET_PORT, Fleet, SaltMaster
+from tests.support.smtp_peers import SmtpPeer
+
+PREFIX = "203.0.113"
+BRIDGE = "mfleet0"
+HOST = f"{PREFIX}.1"
+SMARTHOST_NAME = "smtp.fleet.test"
+MAILU_NAME = "mailu.fleet.test"
+CA_PATH = "/usr/local/share/fleet-ca.pem"
+ADMIN = "ops@fleet.test"
+RECIPIENT = "someone@example.test"
+
+RELAY_USER = "relay-user"
+RELAY_PASSWORD = "fleet-Relay-pw-71c"
+MAILU_USER = "alerts@fleet.test"
+MAILU_PASSWORD = "fleet-MailuTok-3e9"
+SMARTHOST_PORT = 587
+MAILU_DIRECT_PORT = 465
+MAILU_QUEUE_PORT = 2587
+
+# minion ID -> (release, address)
+NODES = {
+    "n1": ("bookworm", f"{PREFIX}.11"),
+    "n2": ("trixie", f"{PREFIX}.12"),
+    "n3": ("bookworm", f"{PREFIX}.13"),
+    "n4": ("trixie", f"{PREFIX}.14"),
+}
+
+RELAY = {
+    "relayhost": SMARTHOST_NAME,
+    "port": SMARTHOST_PORT,
+    "tls": "starttls",
+    "user": RELAY_USER,
+    "password": RELAY_PASSWORD,
+    "ca_file": CA_PATH,
+}
+MAILU_DIRECT = {
+    "host": MAILU_NAME,
+    "port": MAILU_DIRECT_PORT,
+    "tls": "implicit",
+    "user": MAILU_USER,
+    "password": MAILU_PASSWORD,
+    "ca_file": CA_PATH,
+}
+MAILU_QUEUED = dict(MAILU_DIRECT, port=MAILU_QUEUE_PORT, tls="starttls", queue=True)
+
+
+def relay_pillar(**extra):
+    return {"container": False, "mode": "relay", "admin": ADMIN, "relay": RELAY, **extra}
+
+
+def mailu_direct_pillar(**extra):
+    return {"container": False, "admin": ADMIN, "senders": ["www-data"], "mailu": MAILU_DIRECT, **extra}
+
+
+PILLARS = {
+    # Debian 12: the local Postfix relay to the authenticated STARTTLS smarthost.
+    "n1": relay_pillar(),
+    # Debian 13: Mailu direct on 465, msmtp is sendmail.
+    "n2": mailu_direct_pillar(),
+    # Debian 12: Mailu queued through Postfix, 587-style STARTTLS.
+    "n3": {"container": False, "admin": ADMIN, "mailu": MAILU_QUEUED},
+    # Debian 13: container detection left to the formula (nspawn), msmtp to the smarthost.
+    "n4": {"container": "auto", "mode": "relay", "admin": ADMIN, "senders": ["www-data"], "relay": RELAY},
+}
+SECRETS = (RELAY_PASSWORD, MAILU_PASSWORD)
+
+FIGURES: dict[str, str] = {}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/fleet/" in str(item.fspath):
+            item.add_marker(pytest.mark.fleet)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("fleet figures")
+        for key, value in FIGURES.items():
+            terminalreporter.write_line(f"{key}: {value}")
+
+
+def record(key: str, value: str) -> None:
+    FIGURES[key] = value
+
+
+class Peers:
+    """The SMTP peers on the host's bridge address."""
+
+    def __init__(self, ca):
+        names = (SMARTHOST_NAME, MAILU_NAME)
+        users = {RELAY_USER: RELAY_PASSWORD}
+        mailu_users = {MAILU_USER: MAILU_PASSWORD}
+        common = {"ca": ca, "host": HOST, "cert_names": names}
+        self.smarthost = SmtpPeer(tls="starttls", users=users, port=SMARTHOST_PORT, **common)
+        self.mailu_direct = SmtpPeer(
+            tls="implicit", users=mailu_users, sender_must_match_login=True, port=MAILU_DIRECT_PORT, **common
+        )
+        self.mailu_queue = SmtpPeer(
+            tls="starttls", users=mailu_users, sender_must_match_login=True, port=MAILU_QUEUE_PORT, **common
+        )
+        self.all = (self.smarthost, self.mailu_direct, self.mailu_queue)
+
+    def start(self):
+        for peer in self.all:
+            peer.start()
+
+    def stop(self):
+        for peer in self.all:
+            peer.stop()
+
+    def count(self, message_id: str) -> int:
+        """How often ``message_id`` arrived, over every peer."""
+        return sum(peer.mailbox.count(message_id) for peer in self.all)
+
+
+def message(node: str, to: str = RECIPIENT, subject: str = "fleet") -> email.message.EmailMessage:
+    msg = email.message.EmailMessage()
+    msg["To"] = to
+    msg["Subject"] = f"{subject} from {node}"
+    msg["Message-ID"] = email.utils.make_msgid(domain=f"{node}.fleet.test")
+    msg.set_content(f"{subject}\n")
+    return msg
+
+
+def message_id(msg) -> str:
+    return msg["Message-ID"].strip("<>")
+
+
+def send(machine, msg, *, user=None, recipients=()):
+    """Submit ``msg`` with sendmail in ``machine``: ``-t``, or recipients as arguments."""
+    args = ["-oi", *recipients] if recipients else ["-t"]
+    result = machine.run(
+        ["/usr/sbin/sendmail", *args], input=msg.as_bytes(), user=user, check=False, timeout=60
+    )
+    assert result.returncode == 0, f"{machine.name}: sendmail as {user or 'root'} failed: {result.stderr!r}"
+    return message_id(msg)
+
+
+def _unused_prefix_or_fail():
+    routes = subprocess.run(["ip", "-4", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    if f"{PREFIX}." in routes:
+        pytest.fail(
+            f"{PREFIX}.0/24 is already in use on this host (left over from a run? `ip link del {BRIDGE}`)"
+        )
+
+
+@pytest.fixture(scope="session")
+def fleet_images():
+    """Both images, built once (cached); records build or cache-hit time."""
+    if os.geteuid() != 0:
+        pytest.fail("the fleet tests boot machines with systemd-nspawn and need root")
+    missing = [
+        tool for tool in ("debootstrap", "systemd-nspawn", "dpkg-scanpackages") if not shutil.which(tool)
+    ]
+    if missing:
+        pytest.fail(f"missing {missing}: install debootstrap, systemd-container and dpkg-dev (bin/test does)")
+    started = time.monotonic()
+
+    def build(release):
+        cached = (machines.CACHE_DIR / machines.image_key(release) / "etc/os-release").exists()
+        path = machines.image(release, log=lambda line: None)
+        took = time.monotonic() - started
+        how = "cached" if cached else "built (both releases at once)"
+        record(f"image {release}", f"{how} in {took:.1f} s")
+        return release, path
+
+    # Both at once: debootstrap waits on the network while the other compiles.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(machines.RELEASES)) as pool:
+        images = dict(pool.map(build, machines.RELEASES))
+    return images
+
+
+@pytest.fixture(scope="session")
+def fleet_bridge(fleet_images):
+    """The host's bridge with 203.0.113.1/24; deleted at the end."""
+    _unused_prefix_or_fail()
+    with machines.Bridge(BRIDGE, PREFIX) as bridge:
+        yield bridge
+
+
+@pytest.fixture(scope="session")
+def fleet_peers(test_ca, fleet_bridge):
+    peers = Peers(test_ca)
+    peers.start()
+    yield peers
+    peers.stop()
+
+
+@pytest.fixture(scope="session")
+def fleet(fleet_images, fleet_bridge, test_ca, fleet_peers):
+    """Master and four booted machines with accepted keys; all removed at the end."""
+    bridge = fleet_bridge
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="mf", dir="/tmp"))
+    nodes: dict[str, machines.Machine] = {}
+    master = SaltMaster(workdir / "m", HOST)
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        stack.callback(master.stop)
+        for minion, (release, address) in NODES.items():
+            node = machines.Machine(minion, release, address, bridge, workdir)
+            stack.callback(node.destroy)
+            nodes[minion] = node
+        master.start()
+        fleet = Fleet(master, nodes)
+        for minion, pillar in PILLARS.items():
+            fleet.set_pillar(minion, pillar)
+        ca_pem = pathlib.Path(test_ca.ca_file).read_text()
+        started = time.monotonic()
+        for minion, node in nodes.items():
+            node.create(
+                fleet_images[node.release],
+                {
+                    "/etc/hosts": (
+                        f"127.0.0.1 localhost\n127.0.1.1 {minion}.fleet.test {minion}\n"
+                        f"{HOST} {SMARTHOST_NAME} {MAILU_NAME} salt\n"
+                    ),
+                    "/etc/salt/minion.d/fleet.conf": (
+                        f"id: {minion}\nmaster: {HOST}\nmaster_port: {RET_PORT}\n"
+                        "acceptance_wait_time: 1\nacceptance_wait_time_max: 2\nrandom_reauth_delay: 0\n"
+                        "recon_default: 500\nrecon_max: 2000\nlog_level_logfile: info\n"
+                    ),
+                    CA_PATH: ca_pem,
+                },
+            )
+        for node in nodes.values():
+            node.boot()
+        fleet.accept_keys()
+        record("fleet boot (4 machines, keys accepted)", f"{time.monotonic() - started:.1f} s")
+        yield fleet
+
+
+@pytest.fixture(scope="session")
+def first_apply(fleet):
+    """``saltutil.sync_all`` then the first ``state.apply mail`` over the fleet (timed)."""
+    synced = fleet.salt("*", "saltutil.sync_all")
+    assert set(synced.data) == fleet.ids, synced
+    result = fleet.salt("*", "state.apply", "mail")
+    record("first state.apply mail, 4 nodes", f"{result.seconds:.1f} s")
+    return result
