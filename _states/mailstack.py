@@ -140,11 +140,21 @@ def _record_listen_settings():
 
 
 def _is_running(service):
+    """Whether Postfix's master runs: asked of Postfix itself, since a unit that
+    systemd calls active (Debian's ``postfix`` wrapper) may have a dead master."""
     if not __salt__["cmd.which"]("postfix"):
         return False
-    if _systemd_booted():
-        return __salt__["service.status"](service)
     return _run(["postfix", "status"])[0]
+
+
+def _unit_active(service):
+    return _systemd_booted() and bool(__salt__["service.status"](service))
+
+
+def _start_action(service):
+    """``start``; ``restart`` where systemd holds the unit active around a dead
+    master, since starting an active unit starts nothing."""
+    return "restart" if _unit_active(service) else "start"
 
 
 def _check():
@@ -219,7 +229,7 @@ def postfix_running(name="postfix", prestart=""):
         (Debian: ``/usr/lib/postfix/configure-instance.sh -`` prepares the chroot).
     """
     if not _is_running(name):
-        action, changes = "start", {"postfix": "started"}
+        action, changes = _start_action(name), {"postfix": "started"}
     elif _listen_settings_changed():
         action, changes = "restart", {"postfix": "restarted: listening settings changed"}
     else:
@@ -234,7 +244,7 @@ def postfix_dead(name="postfix"):
     Ensure Postfix is stopped (before its package is removed, since removing
     the package does not stop a daemon that no init system started).
     """
-    if not _is_running(name):
+    if not _is_running(name) and not _unit_active(name):
         return _ret(name, True, "Postfix is not running")
     if __opts__["test"]:
         return _ret(name, None, "Postfix would be stopped", {"postfix": "stopped"})
@@ -249,7 +259,7 @@ def mod_watch(name, sfun=None, prestart="", **kwargs):
     if sfun == "postfix_dead":
         return postfix_dead(name)
     if not _is_running(name):
-        action = "start"
+        action = _start_action(name)
     elif _listen_settings_changed():
         action = "restart"
     else:

@@ -99,6 +99,24 @@ class SaltMaster:
             check=False,
         )
 
+    def listen(self, tagmatch: str) -> subprocess.Popen:
+        """Wait in the background for one event on the master's bus matching ``tagmatch``;
+        its output is ``<tag>\t<json data>``."""
+        return subprocess.Popen(
+            [
+                str(SALT_BIN / "salt-run"),
+                "-c",
+                str(self.conf_dir),
+                "state.event",
+                f"tagmatch={tagmatch}",
+                "count=1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
     def set_pillar(self, pillars: dict[str, dict]) -> None:
         """Per-minion pillar: ``{minion_id: mail pillar}`` through the top file."""
         top = {"base": {minion: [f"node_{minion}"] for minion in pillars}}

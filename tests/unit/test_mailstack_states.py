@@ -545,3 +545,55 @@ def test_postfix_enabled_does_nothing_where_no_init_system_runs(states, postfix)
     assert ret["changes"] == {}
     assert "No systemd" in ret["comment"]
     assert postfix.commands == []
+
+
+# ------------------------------------------- systemd unit around a dead master ---
+
+
+def systemd_unit(states, monkeypatch, active):
+    """systemd whose Postfix unit is ``active`` or not; records service.* calls."""
+    calls = []
+
+    def recorder(action):
+        return lambda name: calls.append((action, name)) or True
+
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    monkeypatch.setattr(states, "_still_stopping", lambda name: [])
+    states.__salt__["service.status"] = lambda name: active
+    for action in ("start", "restart", "reload", "stop"):
+        states.__salt__[f"service.{action}"] = recorder(action)
+    return calls
+
+
+def test_a_dead_master_inside_a_unit_systemd_calls_active_is_restarted_through_systemd(
+    states, postfix, monkeypatch
+):
+    # Debian's `postfix` unit is a oneshot wrapper: active although postfix@- died.
+    postfix.running = False
+    calls = systemd_unit(states, monkeypatch, active=True)
+
+    ret = states.postfix_running("postfix")
+
+    assert ret["result"] is True and ret["changes"] == {"postfix": "started"}
+    assert calls == [("restart", "postfix")]
+    assert postfix.postfix_actions() == ["check"]  # never `postfix start` behind systemd's back
+
+
+def test_a_stopped_unit_is_started_through_systemd(states, postfix, monkeypatch):
+    postfix.running = False
+    calls = systemd_unit(states, monkeypatch, active=False)
+
+    assert states.postfix_running("postfix")["changes"] == {"postfix": "started"}
+    assert calls == [("start", "postfix")]
+
+
+def test_postfix_dead_stops_a_unit_systemd_calls_active_even_with_its_master_gone(
+    states, postfix, monkeypatch
+):
+    postfix.running = False
+    calls = systemd_unit(states, monkeypatch, active=True)
+
+    ret = states.postfix_dead("postfix")
+
+    assert ret["changes"] == {"postfix": "stopped"}
+    assert calls == [("stop", "postfix")]
