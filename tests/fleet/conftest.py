@@ -3,10 +3,10 @@ The fleet: four Debian machines booted with systemd, one real salt-master.
 
 * Images: ``tests/support/machines.py`` (debootstrap, cached under
   /var/cache/mail-formula-tests). Each node boots its own copy.
-* Network: a bridge ``mfleet0`` with 203.0.113.1/24 on the host (RFC 5737,
-  not used by this host); node N is 203.0.113.1N. Ports are isolated, there
+* Network: a bridge ``mfleet0`` with 198.51.100.1/24 on the host (RFC 5737,
+  not used by this host); node N is 198.51.100.1N. Ports are isolated, there
   is no default route: a node reaches the host and nothing else.
-* The master and the SMTP peers listen on 203.0.113.1 only. Inside the
+* The master and the SMTP peers listen on 198.51.100.1 only. Inside the
   nodes, smtp.fleet.test and mailu.fleet.test name that address (/etc/hosts);
   the peers' certificates come from the session's test CA, which the nodes
   get as /usr/local/share/fleet-ca.pem.
@@ -23,17 +23,16 @@ import email.utils
 import os
 import pathlib
 import shutil
-import subprocess
 import tempfile
 import time
 
 import pytest
 
-from tests.support import machines
+from tests.support import addresses, machines
 from tests.support.fleet import RET_PORT, Fleet, SaltMaster
 from tests.support.smtp_peers import SmtpPeer
 
-PREFIX = "203.0.113"
+PREFIX = "198.51.100"
 BRIDGE = "mfleet0"
 HOST = f"{PREFIX}.1"
 SMARTHOST_NAME = "smtp.fleet.test"
@@ -171,11 +170,9 @@ def send(machine, msg, *, user=None, recipients=()):
 
 
 def _unused_prefix_or_fail():
-    routes = subprocess.run(["ip", "-4", "addr", "show"], capture_output=True, text=True, check=True).stdout
-    if f"{PREFIX}." in routes:
-        pytest.fail(
-            f"{PREFIX}.0/24 is already in use on this host (left over from a run? `ip link del {BRIDGE}`)"
-        )
+    reason = addresses.conflict(PREFIX)
+    if reason:
+        pytest.fail(f"the fleet's bridge cannot take {reason} (left over from a run? `ip link del {BRIDGE}`)")
 
 
 @pytest.fixture(scope="session")
@@ -206,7 +203,7 @@ def fleet_images():
 
 @pytest.fixture(scope="session")
 def fleet_bridge(fleet_images):
-    """The host's bridge with 203.0.113.1/24; deleted at the end."""
+    """The host's bridge with 198.51.100.1/24; deleted at the end."""
     _unused_prefix_or_fail()
     with machines.Bridge(BRIDGE, PREFIX) as bridge:
         yield bridge

@@ -150,7 +150,8 @@ def test_with_upstream_down_the_beacon_fires_and_the_master_receives_the_event(
     finally:
         listener.kill()
         fleet.salt("n1", "beacons.delete", "mailstack")
-    tag, data = out.strip().split("\t", 1)
+    # state.event prints "<tag>\t<data>" per event, then the runner's return.
+    tag, data = out.splitlines()[0].split("\t", 1)
     event = json.loads(data)
     assert tag == "salt/beacon/n1/mailstack/deferred", (out, err)
     assert event["id"] == "n1" and event["queue"]["deferred"] >= 1

@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+from tests.support import addresses
+
 CONNECT = """
 import socket, sys
 try:
@@ -27,24 +29,11 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
-CANDIDATE_PREFIXES = ("198.51.100", "203.0.113", "192.0.2")
-
-
-def _unused_prefix() -> str:
-    routes = subprocess.run(
-        ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True
-    ).stdout
-    for prefix in CANDIDATE_PREFIXES:
-        if f"{prefix}." not in routes:
-            return prefix
-    raise RuntimeError("every documentation range is routed on this machine")
-
-
 class TestNetwork:
     __test__ = False
 
     def __init__(self):
-        prefix = _unused_prefix()
+        prefix = addresses.free_prefix()
         self.host_address = f"{prefix}.1"
         self.namespace_address = f"{prefix}.2"
         suffix = os.getpid() % 100000
