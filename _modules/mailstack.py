@@ -33,6 +33,10 @@ MODES = ("auto", "mailu", "relay")
 MAILU_TLS = ("implicit", "starttls")
 RELAY_TLS = ("implicit", "starttls", "none")
 SECRET_KEYS = ("password",)
+# msmtp 1.8 reads its files with a 501-byte buffer: 499 characters, the
+# newline and the NUL. A longer line is refused at send time ("line longer
+# than 500 characters") and msmtp has no way to continue or escape one.
+MSMTP_MAX_LINE = 499
 FS_ROOT = "/"
 
 _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
@@ -275,7 +279,34 @@ def _validate(raw):
     }
     if settings["mode"] == "mailu" and not mailu["host"]:
         check.fail("mailu:host", "is required when mail:mode is mailu")
+    _check_msmtp_line_lengths(check, settings)
     return settings
+
+
+def _msmtp_lines_by_key(settings):
+    """Yield (pillar key, line) for every line a value can put in msmtp's files."""
+    yield "from", f"from {settings['from']}"
+    yield "admin", f"default: {settings['admin']}"
+    for section, host_key in (("mailu", "host"), ("relay", "relayhost")):
+        upstream = settings[section]
+        yield f"{section}:{host_key}", f"host {upstream['host']}"
+        yield f"{section}:user", f"user {upstream['user']}"
+        yield f"{section}:password", f"password {_msmtp_quote(upstream['password'])}"
+        yield f"{section}:ca_file", f"tls_trust_file {upstream['ca_file']}"
+    lookup = settings["lookup"]
+    yield "lookup:ca_bundle", f"tls_trust_file {lookup['ca_bundle']}"
+    yield "lookup:msmtp:aliases", f"aliases {lookup['msmtp']['aliases']}"
+
+
+def _check_msmtp_line_lengths(check, settings):
+    for key, line in _msmtp_lines_by_key(settings):
+        if len(line) > MSMTP_MAX_LINE:
+            check.fail(
+                key,
+                f"is too long for msmtp: it would make a line of {len(line)} characters in msmtp's"
+                f" configuration, and msmtp reads at most {MSMTP_MAX_LINE} (it has no way to continue"
+                " a line); shorten it",
+            )
 
 
 def _validate_lookup(lookup):

@@ -116,6 +116,12 @@ CASES = [
         "mail:relay:user",
         SECRET,
     ),
+    (
+        "mailu-password-too-long-for-msmtp",
+        {"mailu": {"host": "m.example.org", "user": "a@b.org", "password": SECRET + "x" * 480}},
+        "mail:mailu:password",
+        SECRET,
+    ),
     ("relay-unknown-key", {"relay": {"relay_host": "s.example"}}, "mail:relay:relay_host", None),
     ("unknown-top-key", {"mailuu": {"host": "m.example.org"}}, "mail:mailuu", None),
     ("relay-not-a-mapping", {"relay": "smtp.example.net"}, "mail:relay", None),

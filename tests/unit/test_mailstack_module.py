@@ -1071,3 +1071,40 @@ def test_unreachable_mailu_does_not_change_the_mode(configure):
     assert mailstack.probe()["reachable"] is False
     assert mailstack.mode()["mode"] == "mailu"
     assert mailstack.plan()["msmtp"]["host"] == "127.0.0.1"
+
+
+# ------------------------------------------------------------ msmtp limits ---
+
+LONG_LOCAL = "a" * 490
+TOO_LONG_FOR_MSMTP = [
+    pytest.param({"from": f"{LONG_LOCAL}@example.org"}, "mail:from", id="from"),
+    pytest.param({"admin": f"{LONG_LOCAL}@example.org"}, "mail:admin", id="admin"),
+    pytest.param({"mailu": mailu(user="u" * 495)}, "mail:mailu:user", id="mailu_user"),
+    pytest.param({"mailu": mailu(password="p" * 489)}, "mail:mailu:password", id="mailu_password"),
+    pytest.param({"relay": relay(password="p" * 489)}, "mail:relay:password", id="relay_password"),
+    pytest.param({"relay": relay(ca_file="/" + "c" * 484)}, "mail:relay:ca_file", id="relay_ca_file"),
+    pytest.param({"lookup": {"ca_bundle": "/" + "c" * 484}}, "mail:lookup:ca_bundle", id="ca_bundle"),
+    pytest.param(
+        {"lookup": {"msmtp": {"aliases": "/" + "a" * 492}}}, "mail:lookup:msmtp:aliases", id="aliases_path"
+    ),
+]
+
+
+@pytest.mark.parametrize(("pillar", "key"), TOO_LONG_FOR_MSMTP)
+def test_value_making_an_msmtp_line_longer_than_499_characters_is_rejected(configure, pillar, key):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure(pillar).settings()
+
+    message = str(raised.value)
+    assert names_key(message, key), message
+    assert "too long for msmtp" in message
+    assert "p" * 100 not in message
+
+
+def test_password_making_an_msmtp_line_of_exactly_499_characters_is_accepted(configure):
+    password = "p" * 488  # 'password "' + 488 + '"' = 499
+    conf = configure({"mailu": mailu(password=password)})
+
+    line = dict(conf.plan(include_secrets=True)["files"]["msmtprc"])["password"]
+    assert len(f"password {line}") == 499
+    assert conf.settings(include_secrets=True)["mailu"]["password"] == password
