@@ -11,3 +11,4 @@ mail-smtp-service-running:
       - file: mail-smtp-config-main-cf
       - file: mail-smtp-config-sasl-passwd
       - file: mail-smtp-config-recipient-canonical
+      - file: mail-smtp-config-virtual-alias
