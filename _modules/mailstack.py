@@ -254,12 +254,28 @@ class _Validator:
         return value
 
 
-def _is_host(value):
+def _is_ip_address(value):
     try:
         ipaddress.ip_address(value)
         return True
     except ValueError:
-        return len(value) <= 253 and bool(_HOST_RE.match(value)) and not value.replace(".", "").isdigit()
+        return False
+
+
+def _require_tls_name_for_postfix(check, section, upstream):
+    """Postfix matches certificate names only: an IP literal next hop needs the name to expect."""
+    if _is_ip_address(upstream["host"]) and upstream["tls"] != "none" and not upstream["tls_name"]:
+        check.fail(
+            f"{section}:tls_name",
+            f"is required when mail:{section} has an IP address and TLS: Postfix verifies a certificate"
+            " by name only, so give the DNS name the server's certificate holds",
+        )
+
+
+def _is_host(value):
+    if _is_ip_address(value):
+        return True
+    return len(value) <= 253 and bool(_HOST_RE.match(value)) and not value.replace(".", "").isdigit()
 
 
 def _validate_container(value):
@@ -277,7 +293,12 @@ def _validate_upstream(check, section, tls_choices):
         "user": check.token(f"{section}:user"),
         "password": check.token(f"{section}:password", secret=True),
         "ca_file": check.path(f"{section}:ca_file"),
+        "tls_name": check.host(f"{section}:tls_name"),
     }
+    if out["tls_name"] and _is_ip_address(out["tls_name"]):
+        check.fail(f"{section}:tls_name", "must be a DNS name from the server's certificate, not an address")
+    if out["tls_name"] and out["tls"] == "none":
+        check.fail(f"{section}:tls_name", f"is set but mail:{section}:tls is none")
     if ":" in out["user"]:
         check.fail(f"{section}:user", "must not contain ':'")
     if out["password"] and not out["user"]:
@@ -445,6 +466,10 @@ def _validate(raw):
     if settings["mode"] == "mailu" and not mailu["host"]:
         check.fail("mailu:host", "is required when mail:mode is mailu")
     _check_msmtp_line_lengths(check, settings)
+    if not _is_container(settings["container"]):
+        _require_tls_name_for_postfix(check, "relay", settings["relay"])
+        if mailu["queue"]:
+            _require_tls_name_for_postfix(check, "mailu", mailu)
     return settings
 
 
@@ -618,6 +643,10 @@ def _container_signals():
         yield f"the virtual grain says {subtype or virtual}"
 
 
+def _is_container(forced):
+    return forced if isinstance(forced, bool) else any(True for _ in _container_signals())
+
+
 def is_container():
     """
     Tell whether this minion is a container, and why.
@@ -672,11 +701,21 @@ def mode():
 
 
 def _loopback_target():
-    return {"host": "127.0.0.1", "port": 25, "tls": "none", "user": "", "password": "", "ca_file": ""}
+    return {
+        "host": "127.0.0.1",
+        "port": 25,
+        "tls": "none",
+        "user": "",
+        "password": "",
+        "ca_file": "",
+        "tls_name": "",
+    }
 
 
 def _upstream(conf, section):
-    upstream = {k: conf[section][k] for k in ("host", "port", "tls", "user", "password", "ca_file")}
+    upstream = {
+        k: conf[section][k] for k in ("host", "port", "tls", "user", "password", "ca_file", "tls_name")
+    }
     if not upstream["ca_file"]:
         upstream["ca_file"] = conf["lookup"]["ca_bundle"]
     return upstream
@@ -698,7 +737,8 @@ def _describe(target):
     if target is None:
         return "the recipient's MX, found through DNS"
     auth = f" as {target['user']}" if target["user"] else ""
-    return f"{target['host']}:{target['port']} (TLS: {target['tls']}){auth}"
+    host = f"[{target['host']}]" if ":" in target["host"] else target["host"]
+    return f"{host}:{target['port']} (TLS: {target['tls']}){auth}"
 
 
 def _packages(conf, postfix_wanted):
@@ -720,7 +760,7 @@ def _postfix_tls(upstream):
         return {"smtp_tls_security_level": "none"}
     params = {
         "smtp_tls_security_level": "secure",
-        "smtp_tls_secure_cert_match": "nexthop, dot-nexthop",
+        "smtp_tls_secure_cert_match": upstream["tls_name"] or "nexthop, dot-nexthop",
         "smtp_tls_CAfile": upstream["ca_file"],
     }
     if upstream["tls"] == "implicit":
@@ -867,6 +907,8 @@ def _msmtprc(conf, target, envelope_sender, relay_sender="", log_line=None):
             ("tls_starttls", "on" if target["tls"] == "starttls" else "off"),
             ("tls_trust_file", target["ca_file"]),
         ]
+        if target["tls_name"]:
+            lines.append(("tls_host_override", target["tls_name"]))
     if target["user"]:
         lines += [("auth", "on"), ("user", target["user"]), ("password", _msmtp_quote(target["password"]))]
     else:

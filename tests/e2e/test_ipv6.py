@@ -1,5 +1,8 @@
 """IPv6 literals as next hops: peers listen on [::1] only."""
 
+import pathlib
+import subprocess
+
 import pytest
 
 from tests.e2e.conftest import with_base
@@ -7,6 +10,10 @@ from tests.support import mailhost
 
 LOGIN = "alerts@example.test"
 PASSWORD = "ipv6-token"
+
+
+def _postconf(name):
+    return subprocess.run(["postconf", "-h", name], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def _apply(minion, pillar):
@@ -32,6 +39,27 @@ def test_relayhost_ipv6_literal_delivers_through_postfix(clean_machine, smtp_pee
     assert len(_send_and_wait(peer)) == 1
 
 
+def test_relayhost_ipv6_literal_with_starttls_and_sasl_finds_its_credentials(
+    clean_machine, smtp_peer_factory, test_ca
+):
+    peer = smtp_peer_factory(tls="starttls", host="::1", users={LOGIN: PASSWORD})
+    relay = {
+        "relayhost": "::1",
+        "port": peer.port,
+        "tls": "starttls",
+        "tls_name": "localhost",  # a name in the peer's certificate
+        "user": LOGIN,
+        "password": PASSWORD,
+        "ca_file": str(test_ca.ca_file),
+    }
+    _apply(clean_machine, with_base(relay=relay))
+
+    sasl_key = pathlib.Path("/etc/postfix/sasl_passwd").read_text().split("\n")[1].split(" ")[0]
+    assert sasl_key == _postconf("relayhost") == f"[::1]:{peer.port}"
+    [received] = _send_and_wait(peer)
+    assert received.login == LOGIN
+
+
 @pytest.mark.parametrize("queue", [False, True], ids=["direct-msmtp", "queued-postfix"])
 def test_mailu_host_ipv6_literal_delivers_with_tls_and_authentication(
     clean_machine, smtp_peer_factory, test_ca, queue
@@ -49,6 +77,8 @@ def test_mailu_host_ipv6_literal_delivers_with_tls_and_authentication(
                 "password": PASSWORD,
                 "ca_file": str(test_ca.ca_file),
                 "queue": queue,
+                # Postfix verifies names only: the queued path needs the certificate's name.
+                **({"tls_name": "localhost"} if queue else {}),
             }
         ),
     )
@@ -56,3 +86,5 @@ def test_mailu_host_ipv6_literal_delivers_with_tls_and_authentication(
 
     [received] = _send_and_wait(mailu)
     assert received.login == LOGIN and received.mail_from == LOGIN
+    if queue:
+        assert _postconf("relayhost") == f"[::1]:{mailu.port}"

@@ -510,7 +510,8 @@ def test_bad_password_is_rejected_without_showing_it(configure, section, passwor
     ["smtp.example.net", "smtp.example.net.", "localhost", "192.0.2.10", "2001:db8::25", "mx_1.example.net"],
 )
 def test_valid_relayhost_is_accepted(configure, host):
-    assert configure({"relay": {"relayhost": host}}).settings()["relay"]["host"] == host
+    pillar = {"relay": {"relayhost": host, "tls_name": "smtp.example.net"}}
+    assert configure(pillar).settings()["relay"]["host"] == host
 
 
 def test_password_with_inner_space_and_quotes_is_accepted(configure):
@@ -739,6 +740,7 @@ def test_plan_mailu_with_queue_outside_a_container_queues_in_postfix(configure):
         "user": "",
         "password": "",
         "ca_file": "",
+        "tls_name": "",
     }
     upstream = result["postfix_upstream"]
     assert (upstream["host"], upstream["port"], upstream["tls"], upstream["user"]) == (
@@ -1461,3 +1463,82 @@ def test_bad_msmtp_logfile_is_rejected(configure, logfile):
         configure({"msmtp": {"logfile": logfile}}).settings()
 
     assert names_key(str(raised.value), "mail:msmtp:logfile"), str(raised.value)
+
+
+# ---------------------------------------------------- IPv6 and IP next hops ---
+
+
+def test_ipv6_relayhost_is_bracketed_alike_in_relayhost_and_the_sasl_map(configure):
+    result = configure(
+        {"relay": relay(relayhost="2001:db8::25", tls_name=RELAY_HOST), "container": False}
+    ).plan(include_secrets=True)
+
+    assert main_cf(result)["relayhost"] == "[2001:db8::25]:587"
+    assert result["files"]["sasl_passwd"] == f"[2001:db8::25]:587 bob:{SECRET}\n"
+    assert main_cf(result)["smtp_tls_secure_cert_match"] == RELAY_HOST
+
+
+def test_queued_ipv6_mailu_is_bracketed_alike_in_relayhost_and_the_sasl_map(configure):
+    result = configure(
+        {"mailu": mailu(host="::1", tls_name=MAILU_HOST, queue=True), "container": False}
+    ).plan(include_secrets=True)
+
+    assert main_cf(result)["relayhost"] == "[::1]:465"
+    assert result["files"]["sasl_passwd"].startswith("[::1]:465 ")
+    assert main_cf(result)["smtp_tls_secure_cert_match"] == MAILU_HOST
+
+
+def test_direct_ipv6_mailu_lets_msmtp_verify_the_address_or_the_tls_name(configure):
+    plain = msmtprc(configure({"mailu": mailu(host="::1")}).plan())
+    named = msmtprc(configure({"mailu": mailu(host="::1", tls_name=MAILU_HOST)}).plan())
+
+    assert plain["host"] == "::1" and "tls_host_override" not in plain
+    assert named["tls_host_override"] == MAILU_HOST
+
+
+def test_hostname_next_hop_keeps_matching_the_nexthop_name(configure):
+    result = configure({"relay": relay(), "container": False}).plan()
+
+    assert main_cf(result)["smtp_tls_secure_cert_match"] == "nexthop, dot-nexthop"
+
+
+@pytest.mark.parametrize(
+    "pillar",
+    [
+        {"relay": relay(relayhost="192.0.2.10")},
+        {"relay": {"relayhost": "2001:db8::25", "tls": "implicit"}},
+        {"mailu": mailu(host="::1", queue=True)},
+    ],
+    ids=["relay_ipv4", "relay_ipv6_no_credentials", "queued_mailu_ipv6"],
+)
+def test_ip_next_hop_with_tls_through_postfix_needs_a_tls_name(configure, pillar):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({**pillar, "container": False}).settings()
+
+    section = "relay" if "relay" in pillar else "mailu"
+    assert names_key(str(raised.value), f"mail:{section}:tls_name"), str(raised.value)
+    assert "verifies a certificate by name only" in str(raised.value)
+
+
+def test_ip_next_hop_without_postfix_needs_no_tls_name(configure):
+    assert configure({"relay": relay(relayhost="192.0.2.10"), "container": True}).settings()
+    assert configure({"mailu": mailu(host="::1")}).settings()
+    assert configure({"relay": {"relayhost": "::1", "tls": "none"}, "container": False}).settings()
+
+
+@pytest.mark.parametrize(
+    ("pillar", "key"),
+    [
+        ({"relay": relay(tls_name="192.0.2.10")}, "mail:relay:tls_name"),
+        ({"mailu": mailu(tls_name="::1")}, "mail:mailu:tls_name"),
+        ({"relay": {"relayhost": RELAY_HOST, "tls": "none", "tls_name": RELAY_HOST}}, "mail:relay:tls_name"),
+        ({"mailu": mailu(tls_name="mail example.org")}, "mail:mailu:tls_name"),
+        ({"mailu": mailu(tls_name="mail.example.org\nhost x")}, "mail:mailu:tls_name"),
+    ],
+    ids=["address", "ipv6_address", "without_tls", "space", "newline"],
+)
+def test_bad_tls_name_is_rejected(configure, pillar, key):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure(pillar).settings()
+
+    assert names_key(str(raised.value), key), str(raised.value)
