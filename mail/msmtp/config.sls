@@ -44,7 +44,7 @@ mail-msmtp-config-aliases:
 {%- set log = plan.files.msmtp_log %}
 {%- if log.logfile %}
 
-{#- Appendable by everyone who may send, readable by root only. #}
+{#- Appendable by everyone who may send; readable by root (and mail:senders when 0660). #}
 mail-msmtp-config-logfile:
   file.managed:
     - name: {{ log.logfile }}
