@@ -40,12 +40,64 @@ MODES = ("auto", "mailu", "relay")
 MAILU_TLS = ("implicit", "starttls")
 RELAY_TLS = ("implicit", "starttls", "none")
 SECRET_KEYS = ("password",)
+# msmtp 1.8 reads its files with a 501-byte buffer: 499 characters, the
+# newline and the NUL. A longer line is refused at send time ("line longer
+# than 500 characters") and msmtp has no way to continue or escape one.
+MSMTP_MAX_LINE = 499
 FS_ROOT = "/"
+# Pillar mappings whose keys are the operator's (names, parameters), not the formula's.
+FREE_FORM_KEYS = ("mail:aliases", "mail:postfix:main_cf")
+POSTFIX_KNOWN_PARAMETERS = "mail/files/postfix-parameters.txt"
+_POSTFIX_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
+# main.cf parameters mail:postfix:main_cf may not set: what keeps the relay
+# closed, send-only and local delivery off, where mail goes, and what the
+# formula derives from mail:relay, mail:mailu, mail:admin and mail:aliases.
+POSTFIX_PROTECTED = frozenset(
+    (
+        "inet_interfaces",
+        "proxy_interfaces",
+        "mynetworks",
+        "mynetworks_style",
+        "mydestination",
+        "relay_domains",
+        "virtual_alias_domains",
+        "virtual_mailbox_domains",
+        "local_transport",
+        "default_transport",
+        "relay_transport",
+        "transport_maps",
+        "smtpd_relay_restrictions",
+        "smtpd_recipient_restrictions",
+        "relayhost",
+        "myhostname",
+        "myorigin",
+        "compatibility_level",
+        "maillog_file",
+        "alias_maps",
+        "alias_database",
+        "recipient_canonical_maps",
+        "virtual_alias_maps",
+        "sender_canonical_maps",
+        "sender_canonical_classes",
+        "smtp_generic_maps",
+        "smtp_tls_security_level",
+        "smtp_tls_secure_cert_match",
+        "smtp_tls_CAfile",
+        "smtp_tls_CApath",
+        "smtp_tls_wrappermode",
+        "smtp_tls_policy_maps",
+        "smtp_use_tls",
+        "smtp_enforce_tls",
+        "smtp_tls_enforce_peername",
+    )
+)
+POSTFIX_PROTECTED_PREFIXES = ("smtp_sasl_",)
 
 _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
 _HOST_RE = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
 _ADDRESS_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+_LOCAL_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.+-]{0,63}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _CONTAINER_CGROUP_RE = re.compile(r"docker|kubepods|containerd|libpod|podman|lxc|machine\.slice/.*nspawn")
 _UNIT_RE = re.compile(
@@ -129,6 +181,8 @@ def _reject_unknown_keys(given, known, path):
             raise CommandExecutionError(f"Unknown pillar key {path}:{key} (known keys: {choices})")
         if not isinstance(known[key], dict):
             continue
+        if f"{path}:{key}" in FREE_FORM_KEYS:
+            continue
         if value is None:
             given[key] = {}
         elif not isinstance(value, dict):
@@ -197,7 +251,13 @@ class _Validator:
         return value
 
     def address(self, path):
-        value = self.token(path)
+        return self.address_value(path, self.get(path))
+
+    def address_value(self, path, value):
+        if not isinstance(value, str):
+            self.fail(path, f"must be an e-mail address (a string), got a {type(value).__name__}")
+        if value != value.strip() or re.search(r"\s", value) or _CONTROL_RE.search(value):
+            self.fail(path, f"{value!r} contains white space or a control character")
         if value and not _ADDRESS_RE.match(value):
             self.fail(path, f"{value!r} is not an e-mail address (user@example.org)")
         return value
@@ -209,12 +269,28 @@ class _Validator:
         return value
 
 
-def _is_host(value):
+def _is_ip_address(value):
     try:
         ipaddress.ip_address(value)
         return True
     except ValueError:
-        return len(value) <= 253 and bool(_HOST_RE.match(value)) and not value.replace(".", "").isdigit()
+        return False
+
+
+def _require_tls_name_for_postfix(check, section, upstream):
+    """Postfix matches certificate names only: an IP literal next hop needs the name to expect."""
+    if _is_ip_address(upstream["host"]) and upstream["tls"] != "none" and not upstream["tls_name"]:
+        check.fail(
+            f"{section}:tls_name",
+            f"is required when mail:{section} has an IP address and TLS: Postfix verifies a certificate"
+            " by name only, so give the DNS name the server's certificate holds",
+        )
+
+
+def _is_host(value):
+    if _is_ip_address(value):
+        return True
+    return len(value) <= 253 and bool(_HOST_RE.match(value)) and not value.replace(".", "").isdigit()
 
 
 def _validate_container(value):
@@ -232,7 +308,12 @@ def _validate_upstream(check, section, tls_choices):
         "user": check.token(f"{section}:user"),
         "password": check.token(f"{section}:password", secret=True),
         "ca_file": check.path(f"{section}:ca_file"),
+        "tls_name": check.host(f"{section}:tls_name"),
     }
+    if out["tls_name"] and _is_ip_address(out["tls_name"]):
+        check.fail(f"{section}:tls_name", "must be a DNS name from the server's certificate, not an address")
+    if out["tls_name"] and out["tls"] == "none":
+        check.fail(f"{section}:tls_name", f"is set but mail:{section}:tls is none")
     if ":" in out["user"]:
         check.fail(f"{section}:user", "must not contain ':'")
     if out["password"] and not out["user"]:
@@ -248,6 +329,16 @@ def _validate_upstream(check, section, tls_choices):
             f"{section}:tls", "is none but credentials are set: a password is never sent in clear text"
         )
     return out
+
+
+def _validate_relay(check):
+    relay = _validate_upstream(check, "relay", RELAY_TLS)
+    relay["sender"] = check.address("relay:sender")
+    if relay["sender"] and not relay["host"]:
+        check.fail(
+            "relay:sender", "is set but mail:relay:relayhost is empty: it is the sender for a relayhost"
+        )
+    return relay
 
 
 def _validate_senders(value):
@@ -267,6 +358,102 @@ def _validate_senders(value):
     return sorted(set(value))
 
 
+def _validate_aliases(check, aliases):
+    """Return ``{local name: [addresses]}``; a single address becomes a list of one."""
+    if aliases is None:
+        return {}
+    if not isinstance(aliases, dict):
+        check.fail("aliases", f"must be a mapping of local names to addresses, got {type(aliases).__name__}")
+    result = {}
+    for name, targets in aliases.items():
+        if not isinstance(name, str) or not _LOCAL_NAME_RE.match(name) or name == "default":
+            check.fail(
+                "aliases",
+                f"{name!r} is not a local name (lower-case letters, digits and _ . + -; 'default' is"
+                " what mail:admin stands for)",
+            )
+        key = f"aliases:{name}"
+        addresses = [targets] if isinstance(targets, str) else targets
+        if not isinstance(addresses, list) or not addresses:
+            check.fail(key, "must be an e-mail address or a non-empty list of them")
+        for address in addresses:
+            if not check.address_value(key, address):
+                check.fail(key, "must not contain an empty address")
+        result[name] = list(dict.fromkeys(addresses))
+    return dict(sorted(result.items()))
+
+
+def _postconf_defaults():
+    """Parameter names the installed Postfix knows, or None without Postfix."""
+    if not __salt__["cmd.which"]("postconf"):
+        return None
+    result = __salt__["cmd.run_all"](
+        ["postconf", "-d"], python_shell=False, ignore_retcode=True, output_loglevel="quiet"
+    )
+    if result["retcode"] != 0:
+        return None
+    return {line.split(" =", 1)[0] for line in result["stdout"].splitlines() if " =" in line}
+
+
+def _postfix_known_parameters():
+    """(names, where they come from): ``postconf -d`` if installed, else the shipped list."""
+    if "mailstack.postfix_parameters" not in __context__:
+        names = _postconf_defaults()
+        source = "postconf -d on this minion"
+        if names is None:
+            text = __salt__["cp.get_file_str"](f"salt://{POSTFIX_KNOWN_PARAMETERS}") or ""
+            names = {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
+            source = (
+                f"the formula's list from Postfix 3.7 ({POSTFIX_KNOWN_PARAMETERS}; Postfix is not installed)"
+            )
+        __context__["mailstack.postfix_parameters"] = (names, source)
+    return __context__["mailstack.postfix_parameters"]
+
+
+def _main_cf_value(check, key, value):
+    """A main.cf value from a string, number, true/false or a list of strings and numbers."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list) and all(
+        isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value
+    ):
+        value = ", ".join(str(item) for item in value)
+    if not isinstance(value, str):
+        check.fail(key, f"must be a string, a number or a list of them, got {value!r}")
+    if _CONTROL_RE.search(value):
+        check.fail(key, f"{value!r} contains a newline or another control character")
+    return value.strip()
+
+
+def _validate_main_cf(check, main_cf):
+    if main_cf is None:
+        return {}
+    if not isinstance(main_cf, dict):
+        check.fail("postfix:main_cf", f"must be a mapping of parameter names to values, got {main_cf!r}")
+    result = {}
+    for name, value in main_cf.items():
+        if not isinstance(name, str) or not _POSTFIX_NAME_RE.match(name):
+            check.fail("postfix:main_cf", f"{name!r} is not a Postfix parameter name")
+        key = f"postfix:main_cf:{name}"
+        if name in POSTFIX_PROTECTED or name.startswith(POSTFIX_PROTECTED_PREFIXES):
+            check.fail(
+                key,
+                "is managed by the formula (it keeps the relay closed and send-only, or is derived from"
+                " mail:relay, mail:mailu, mail:admin, mail:aliases or mail:lookup) and cannot be set here",
+            )
+        result[name] = _main_cf_value(check, key, value)
+    if result:
+        known, source = _postfix_known_parameters()
+        for name in result:
+            if name not in known:
+                check.fail(
+                    f"postfix:main_cf:{name}", f"is not a parameter Postfix knows (checked with {source})"
+                )
+    return result
+
+
 def _validate(raw):
     check = _Validator(raw)
     mailu = _validate_upstream(check, "mailu", MAILU_TLS)
@@ -282,16 +469,24 @@ def _validate(raw):
         "container": _validate_container(raw["container"]),
         "from": check.address("from"),
         "admin": check.address("admin"),
+        "aliases": _validate_aliases(check, raw["aliases"]),
+        "postfix": {"main_cf": _validate_main_cf(check, raw["postfix"]["main_cf"])},
+        "msmtp": {"logfile": check.path("msmtp:logfile")},
         "senders": _validate_senders(raw["senders"]),
         "timeout": check.integer("timeout", 1, 300),
         "mailu": mailu,
-        "relay": _validate_upstream(check, "relay", RELAY_TLS),
+        "relay": _validate_relay(check),
         "alerts": _validate_alerts(check),
         "health": _validate_health(check),
         "lookup": _validate_lookup(raw.get("lookup", {})),
     }
     if settings["mode"] == "mailu" and not mailu["host"]:
         check.fail("mailu:host", "is required when mail:mode is mailu")
+    _check_msmtp_line_lengths(check, settings)
+    if not _is_container(settings["container"]):
+        _require_tls_name_for_postfix(check, "relay", settings["relay"])
+        if mailu["queue"]:
+            _require_tls_name_for_postfix(check, "mailu", mailu)
     return settings
 
 
@@ -317,6 +512,36 @@ def _validate_health(check):
         "retries": check.integer("health:retries", 0, 10),
         "retry_delay": check.integer("health:retry_delay", 1, 3600),
     }
+
+
+def _msmtp_lines_by_key(settings):
+    """Yield (pillar key, line) for every line a value can put in msmtp's files."""
+    yield "from", f"from {settings['from']}"
+    yield "admin", f"default: {settings['admin']}"
+    for name, addresses in settings["aliases"].items():
+        yield f"aliases:{name}", _msmtp_alias_line(name, addresses)
+    for section, host_key in (("mailu", "host"), ("relay", "relayhost")):
+        upstream = settings[section]
+        yield f"{section}:{host_key}", f"host {upstream['host']}"
+        yield f"{section}:user", f"user {upstream['user']}"
+        yield f"{section}:password", f"password {_msmtp_quote(upstream['password'])}"
+        yield f"{section}:ca_file", f"tls_trust_file {upstream['ca_file']}"
+    yield "relay:sender", f"from {settings['relay']['sender']}"
+    yield "msmtp:logfile", f"logfile {settings['msmtp']['logfile']}"
+    lookup = settings["lookup"]
+    yield "lookup:ca_bundle", f"tls_trust_file {lookup['ca_bundle']}"
+    yield "lookup:msmtp:aliases", f"aliases {lookup['msmtp']['aliases']}"
+
+
+def _check_msmtp_line_lengths(check, settings):
+    for key, line in _msmtp_lines_by_key(settings):
+        if len(line) > MSMTP_MAX_LINE:
+            check.fail(
+                key,
+                f"is too long for msmtp: it would make a line of {len(line)} characters in msmtp's"
+                f" configuration, and msmtp reads at most {MSMTP_MAX_LINE} (it has no way to continue"
+                " a line); shorten it",
+            )
 
 
 def _validate_lookup(lookup):
@@ -463,6 +688,10 @@ def _container_signals():
         yield f"the virtual grain says {subtype or virtual}"
 
 
+def _is_container(forced):
+    return forced if isinstance(forced, bool) else any(True for _ in _container_signals())
+
+
 def is_container():
     """
     Tell whether this minion is a container, and why.
@@ -517,11 +746,21 @@ def mode():
 
 
 def _loopback_target():
-    return {"host": "127.0.0.1", "port": 25, "tls": "none", "user": "", "password": "", "ca_file": ""}
+    return {
+        "host": "127.0.0.1",
+        "port": 25,
+        "tls": "none",
+        "user": "",
+        "password": "",
+        "ca_file": "",
+        "tls_name": "",
+    }
 
 
 def _upstream(conf, section):
-    upstream = {k: conf[section][k] for k in ("host", "port", "tls", "user", "password", "ca_file")}
+    upstream = {
+        k: conf[section][k] for k in ("host", "port", "tls", "user", "password", "ca_file", "tls_name")
+    }
     if not upstream["ca_file"]:
         upstream["ca_file"] = conf["lookup"]["ca_bundle"]
     return upstream
@@ -543,7 +782,8 @@ def _describe(target):
     if target is None:
         return "the recipient's MX, found through DNS"
     auth = f" as {target['user']}" if target["user"] else ""
-    return f"{target['host']}:{target['port']} (TLS: {target['tls']}){auth}"
+    host = f"[{target['host']}]" if ":" in target["host"] else target["host"]
+    return f"{host}:{target['port']} (TLS: {target['tls']}){auth}"
 
 
 def _packages(conf, postfix_wanted):
@@ -565,7 +805,7 @@ def _postfix_tls(upstream):
         return {"smtp_tls_security_level": "none"}
     params = {
         "smtp_tls_security_level": "secure",
-        "smtp_tls_secure_cert_match": "nexthop, dot-nexthop",
+        "smtp_tls_secure_cert_match": upstream["tls_name"] or "nexthop, dot-nexthop",
         "smtp_tls_CAfile": upstream["ca_file"],
     }
     if upstream["tls"] == "implicit":
@@ -578,7 +818,7 @@ def _local_domains(myhostname):
     return list(dict.fromkeys(names))
 
 
-def _postfix_main_cf(conf, upstream, envelope_sender, myhostname):
+def _postfix_main_cf(conf, upstream, envelope_sender, relay_sender, myhostname):
     postfix = conf["lookup"]["postfix"]
     params = {
         "compatibility_level": postfix["compatibility_level"],
@@ -617,19 +857,52 @@ def _postfix_main_cf(conf, upstream, envelope_sender, myhostname):
         )
     if conf["admin"]:
         params["recipient_canonical_maps"] = f"regexp:{postfix['config_dir']}/recipient_canonical"
+    if conf["aliases"]:
+        params["virtual_alias_maps"] = f"regexp:{postfix['config_dir']}/virtual_alias"
     if envelope_sender:
         params["sender_canonical_maps"] = f"static:{envelope_sender}"
         params["sender_canonical_classes"] = "envelope_sender"
+    if relay_sender:
+        # Every message leaves through the relayhost (nothing is delivered
+        # locally), so rewriting on the way in is rewriting on the way out.
+        params["sender_canonical_maps"] = f"static:{relay_sender}"
+        params["sender_canonical_classes"] = "envelope_sender, header_sender"
     if postfix["maillog_file"]:
         params["maillog_file"] = postfix["maillog_file"]
+    params.update(conf["postfix"]["main_cf"])
     return params
 
 
-def _recipient_canonical(admin, myhostname):
+def _ere_escape(text):
+    """Escape a host or local name for a POSIX ERE (Postfix regexp tables)."""
+    return re.sub(r"[.+]", r"\\\g<0>", text)
+
+
+def _local_domains_pattern(myhostname):
+    return "|".join(_ere_escape(name) for name in _local_domains(myhostname))
+
+
+def _local_address_pattern(local_part, myhostname):
+    """A Postfix regexp (POSIX ERE) body matching ``local_part`` bare or at a local domain."""
+    return f"^({local_part}(@({_local_domains_pattern(myhostname)}))?)$"
+
+
+def _recipient_canonical(admin, aliases, myhostname):
+    """Local names go to mail:admin; names in mail:aliases stay as they are for virtual_alias."""
     if not admin:
         return ""
-    domains = "|".join(re.escape(name) for name in _local_domains(myhostname))
-    return f"/^[^@]+@({domains})$/ {admin}\n/^[^@]+$/ {admin}\n"
+    domains = _local_domains_pattern(myhostname)
+    lines = [f"/{_local_address_pattern(_ere_escape(name), myhostname)}/ ${{1}}" for name in aliases]
+    lines += [f"/^[^@]+@({domains})$/ {admin}", f"/^[^@]+$/ {admin}"]
+    return "".join(line + "\n" for line in lines)
+
+
+def _virtual_alias(aliases, myhostname):
+    lines = [
+        f"/{_local_address_pattern(_ere_escape(name), myhostname)}/ {', '.join(addresses)}"
+        for name, addresses in aliases.items()
+    ]
+    return "".join(line + "\n" for line in lines)
 
 
 def _sasl_passwd(upstream):
@@ -643,14 +916,37 @@ def _msmtp_quote(value):
     return f'"{value}"'
 
 
-def _msmtprc(conf, target, envelope_sender):
+def _syslog_available():
+    return os.path.exists(os.path.join(FS_ROOT, "dev/log"))
+
+
+def _msmtp_log(conf, secret_in_msmtprc):
+    """Where msmtp logs, and who may append to a log file: those who may send."""
+    logfile = conf["msmtp"]["logfile"]
+    if logfile:
+        if secret_in_msmtprc:
+            owner = {"user": "root", "group": conf["lookup"]["msmtp"]["group"], "mode": "0660"}
+        else:  # every local user may send: each can append, none can read.
+            owner = {"user": "root", "group": "root", "mode": "0622"}
+        return {"line": ("logfile", logfile), "logfile": logfile, **owner, "where": logfile}
+    if _syslog_available():
+        return {"line": ("syslog", "LOG_MAIL"), "logfile": "", "where": "syslog (facility LOG_MAIL)"}
+    return {
+        "line": None,
+        "logfile": "",
+        "where": "nowhere: no syslog (/dev/log) and mail:msmtp:logfile is empty",
+    }
+
+
+def _msmtprc(conf, target, envelope_sender, relay_sender="", log_line=None):
     lines = [
         ("defaults", ""),
         ("timeout", str(conf["timeout"])),
+        *([log_line] if log_line else []),
         ("account", "default"),
         ("host", target["host"]),
         ("port", str(target["port"])),
-        ("from", envelope_sender or conf["from"]),
+        ("from", envelope_sender or relay_sender or conf["from"]),
     ]
     if target["tls"] == "none":
         lines.append(("tls", "off"))
@@ -660,19 +956,30 @@ def _msmtprc(conf, target, envelope_sender):
             ("tls_starttls", "on" if target["tls"] == "starttls" else "off"),
             ("tls_trust_file", target["ca_file"]),
         ]
+        if target["tls_name"]:
+            lines.append(("tls_host_override", target["tls_name"]))
     if target["user"]:
         lines += [("auth", "on"), ("user", target["user"]), ("password", _msmtp_quote(target["password"]))]
     else:
         lines.append(("auth", "off"))
-    if envelope_sender:
+    if envelope_sender or relay_sender:
         lines.append(("allow_from_override", "off"))
-    if conf["admin"]:
+    if relay_sender:
+        lines.append(("set_from_header", "on"))
+    if conf["admin"] or conf["aliases"]:
         lines.insert(2, ("aliases", conf["lookup"]["msmtp"]["aliases"]))
     return lines
 
 
-def _msmtp_aliases(admin):
-    return f"default: {admin}\n" if admin else ""
+def _msmtp_alias_line(name, addresses):
+    return f"{name}: {', '.join(addresses)}"
+
+
+def _msmtp_aliases(admin, aliases):
+    lines = [_msmtp_alias_line(name, addresses) for name, addresses in aliases.items()]
+    if admin:
+        lines.append(_msmtp_alias_line("default", [admin]))
+    return "".join(line + "\n" for line in lines)
 
 
 def _who_can_send(conf, secret_in_msmtprc):
@@ -699,7 +1006,12 @@ def _plan(include_secrets):
                 target["password"] = MASK
     mailu_user = conf["mailu"]["user"]
     envelope_sender = mailu_user if decided["mode"] == "mailu" and _is_address(mailu_user) else ""
+    relay_sender = conf["relay"]["sender"] if decided["mode"] == "relay" else ""
+    # msmtp talks to the relayhost itself only where no Postfix relays.
+    msmtp_sender = "" if postfix else relay_sender
     myhostname = _fqdn()
+    secret_in_msmtprc = bool(msmtp_target["user"])
+    msmtp_log = _msmtp_log(conf, secret_in_msmtprc)
     return {
         "mode": decided["mode"],
         "mode_reason": decided["reason"],
@@ -715,20 +1027,25 @@ def _plan(include_secrets):
             "msmtp sends to": _describe(msmtp_target),
             "postfix relays to": _describe(postfix_upstream) if postfix else "(no postfix)",
             "mail for root goes to": conf["admin"] or f"root@{myhostname} (mail:admin is empty)",
-            "sender": envelope_sender or conf["from"],
-            "who can send": _who_can_send(conf, bool(msmtp_target["user"])),
+            "sender": envelope_sender or relay_sender or conf["from"],
+            "who can send": _who_can_send(conf, secret_in_msmtprc),
+            "msmtp logs to": msmtp_log["where"],
         },
         "alerts": _alerts_plan(conf),
         "health": _health_plan(conf),
         "files": {
-            "msmtprc": _msmtprc(conf, msmtp_target, envelope_sender),
-            "msmtp_aliases": _msmtp_aliases(conf["admin"]),
-            "secret_in_msmtprc": bool(msmtp_target["user"]),
-            "main_cf": _postfix_main_cf(conf, postfix_upstream, envelope_sender, myhostname)
+            "msmtprc": _msmtprc(conf, msmtp_target, envelope_sender, msmtp_sender, msmtp_log["line"]),
+            "msmtp_aliases": _msmtp_aliases(conf["admin"], conf["aliases"]),
+            "secret_in_msmtprc": secret_in_msmtprc,
+            "msmtp_log": {k: v for k, v in msmtp_log.items() if k not in ("line", "where")},
+            "main_cf": _postfix_main_cf(conf, postfix_upstream, envelope_sender, relay_sender, myhostname)
             if postfix
             else {},
             "sasl_passwd": _sasl_passwd(postfix_upstream) if postfix else "",
-            "recipient_canonical": _recipient_canonical(conf["admin"], myhostname) if postfix else "",
+            "recipient_canonical": _recipient_canonical(conf["admin"], conf["aliases"], myhostname)
+            if postfix
+            else "",
+            "virtual_alias": _virtual_alias(conf["aliases"], myhostname) if postfix else "",
         },
     }
 

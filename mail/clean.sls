@@ -29,10 +29,14 @@ mail-clean-files-absent:
     - names:
       - {{ msmtp.config }}
       - {{ msmtp.aliases }}
+{%- if mail.msmtp.logfile %}
+      - {{ mail.msmtp.logfile }}
+{%- endif %}
 {%- for path in sasl_files %}
       - {{ path }}
 {%- endfor %}
       - {{ postfix.config_dir }}/recipient_canonical
+      - {{ postfix.config_dir }}/virtual_alias
     - require:
       - pkg: mail-clean-packages-purged
 

@@ -41,3 +41,17 @@ mail-msmtp-config-aliases:
   file.absent:
     - name: {{ msmtp.aliases }}
 {%- endif %}
+{%- set log = plan.files.msmtp_log %}
+{%- if log.logfile %}
+
+{#- Appendable by everyone who may send; readable by root (and mail:senders when 0660). #}
+mail-msmtp-config-logfile:
+  file.managed:
+    - name: {{ log.logfile }}
+    - replace: false
+    - user: {{ log.user }}
+    - group: {{ log.group }}
+    - mode: '{{ log.mode }}'
+    - require:
+      - group: mail-msmtp-config-senders-group
+{%- endif %}

@@ -50,3 +50,15 @@ mail-smtp-config-recipient-canonical:
   file.absent:
     - name: {{ dir }}/recipient_canonical
 {%- endif %}
+
+mail-smtp-config-virtual-alias:
+{%- if plan.files.virtual_alias %}
+  file.managed:
+    - name: {{ dir }}/virtual_alias
+    - contents: {{ plan.files.virtual_alias | json }}
+    - makedirs: true
+    - mode: '0644'
+{%- else %}
+  file.absent:
+    - name: {{ dir }}/virtual_alias
+{%- endif %}

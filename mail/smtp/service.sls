@@ -11,6 +11,7 @@ mail-smtp-service-running:
       - file: mail-smtp-config-main-cf
       - file: mail-smtp-config-sasl-passwd
       - file: mail-smtp-config-recipient-canonical
+      - file: mail-smtp-config-virtual-alias
 
 mail-smtp-service-enabled:
   mailstack.postfix_enabled:

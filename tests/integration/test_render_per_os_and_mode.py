@@ -275,6 +275,7 @@ def expected_inventory(profile, mode):
             inv["managed"]["/etc/postfix/recipient_canonical"] = {"user": None, "group": None, "mode": "0644"}
         else:
             inv["absent"].append("/etc/postfix/recipient_canonical")
+        inv["absent"].append("/etc/postfix/virtual_alias")
         if not fam["mta_pkg"]:
             # An msmtp sendmail symlink from an earlier mode goes before Postfix comes.
             inv["absent"].append("/usr/sbin/sendmail")

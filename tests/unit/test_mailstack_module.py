@@ -96,6 +96,8 @@ def mailstack(fake_root, fileserver):
     module.__salt__ = {
         "cp.list_master": fileserver.list_master,
         "cp.get_file_str": fileserver.get_file_str,
+        # No Postfix installed, unless a test installs a fake postconf.
+        "cmd.which": lambda name: None,
     }
     module.__context__ = {}
     module.__opts__ = {"test": False}
@@ -367,6 +369,77 @@ INVALID = [
     pytest.param(
         {"lookup": {"postfix": {"pkgs": []}}}, "mail:lookup:postfix:pkgs", id="lookup_postfix_pkgs_empty"
     ),
+    # aliases
+    # extra main.cf parameters
+    pytest.param(
+        {"postfix": {"main_cf": "message_size_limit = 0"}}, "mail:postfix:main_cf", id="main_cf_string"
+    ),
+    pytest.param(
+        {"postfix": {"main_cf": {"message size limit": 0}}}, "mail:postfix:main_cf", id="main_cf_name_space"
+    ),
+    pytest.param(
+        {"postfix": {"main_cf": {"biff\ninet_interfaces": "no"}}},
+        "mail:postfix:main_cf",
+        id="main_cf_name_newline",
+    ),
+    pytest.param(
+        {"postfix": {"main_cf": {"message_size_limt": 0}}},
+        "mail:postfix:main_cf:message_size_limt",
+        id="main_cf_unknown_name",
+    ),
+    pytest.param(
+        {"postfix": {"main_cf": {"maximal_queue_lifetime": "5d\ninet_interfaces = all"}}},
+        "mail:postfix:main_cf:maximal_queue_lifetime",
+        id="main_cf_value_newline",
+    ),
+    pytest.param(
+        {"postfix": {"main_cf": {"maximal_queue_lifetime": "5d\x00"}}},
+        "mail:postfix:main_cf:maximal_queue_lifetime",
+        id="main_cf_value_nul",
+    ),
+    pytest.param(
+        {"postfix": {"main_cf": {"smtp_tls_mandatory_protocols": ["!SSLv2", "!SSLv3\rx"]}}},
+        "mail:postfix:main_cf:smtp_tls_mandatory_protocols",
+        id="main_cf_list_item_carriage_return",
+    ),
+    pytest.param(
+        {"postfix": {"main_cf": {"message_size_limit": None}}},
+        "mail:postfix:main_cf:message_size_limit",
+        id="main_cf_value_null",
+    ),
+    pytest.param(
+        {"postfix": {"main_cf": {"message_size_limit": {"max": 1}}}},
+        "mail:postfix:main_cf:message_size_limit",
+        id="main_cf_value_mapping",
+    ),
+    pytest.param({"postfix": {"main_cff": {}}}, "mail:postfix:main_cff", id="postfix_unknown_key"),
+    pytest.param({"aliases": ["root"]}, "mail:aliases", id="aliases_not_a_mapping"),
+    pytest.param({"aliases": {"Root Name": "a@example.org"}}, "mail:aliases", id="alias_name_with_space"),
+    pytest.param({"aliases": {"root\nbcc": "a@example.org"}}, "mail:aliases", id="alias_name_newline"),
+    pytest.param({"aliases": {"default": "a@example.org"}}, "mail:aliases", id="alias_name_default"),
+    pytest.param({"aliases": {1000: "a@example.org"}}, "mail:aliases", id="alias_name_number"),
+    pytest.param({"aliases": {"root": "ops"}}, "mail:aliases:root", id="alias_without_domain"),
+    pytest.param({"aliases": {"root": ""}}, "mail:aliases:root", id="alias_empty"),
+    pytest.param({"aliases": {"root": []}}, "mail:aliases:root", id="alias_empty_list"),
+    pytest.param({"aliases": {"root": None}}, "mail:aliases:root", id="alias_null"),
+    pytest.param(
+        {"aliases": {"www-data": ["web@example.org", "a@example.org, b@example.org"]}},
+        "mail:aliases:www-data",
+        id="alias_list_item_with_two_addresses",
+    ),
+    pytest.param(
+        {"aliases": {"www-data": ["web@example.org", "x@example.org\nBcc: y@example.org"]}},
+        "mail:aliases:www-data",
+        id="alias_list_item_with_newline",
+    ),
+    pytest.param(
+        {"aliases": {"www-data": ["web@example.org", 7]}}, "mail:aliases:www-data", id="alias_number"
+    ),
+    pytest.param(
+        {"aliases": {"www-data": [f"{n:03}{'a' * 40}@example.org" for n in range(10)]}},
+        "mail:aliases:www-data",
+        id="alias_line_too_long_for_msmtp",
+    ),
 ]
 
 
@@ -437,7 +510,8 @@ def test_bad_password_is_rejected_without_showing_it(configure, section, passwor
     ["smtp.example.net", "smtp.example.net.", "localhost", "192.0.2.10", "2001:db8::25", "mx_1.example.net"],
 )
 def test_valid_relayhost_is_accepted(configure, host):
-    assert configure({"relay": {"relayhost": host}}).settings()["relay"]["host"] == host
+    pillar = {"relay": {"relayhost": host, "tls_name": "smtp.example.net"}}
+    assert configure(pillar).settings()["relay"]["host"] == host
 
 
 def test_password_with_inner_space_and_quotes_is_accepted(configure):
@@ -666,6 +740,7 @@ def test_plan_mailu_with_queue_outside_a_container_queues_in_postfix(configure):
         "user": "",
         "password": "",
         "ca_file": "",
+        "tls_name": "",
     }
     upstream = result["postfix_upstream"]
     assert (upstream["host"], upstream["port"], upstream["tls"], upstream["user"]) == (
@@ -1085,3 +1160,399 @@ def test_unreachable_mailu_does_not_change_the_mode(configure):
     assert mailstack.probe()["reachable"] is False
     assert mailstack.mode()["mode"] == "mailu"
     assert mailstack.plan()["msmtp"]["host"] == "127.0.0.1"
+
+
+# ------------------------------------------------------------ msmtp limits ---
+
+LONG_LOCAL = "a" * 490
+TOO_LONG_FOR_MSMTP = [
+    pytest.param({"from": f"{LONG_LOCAL}@example.org"}, "mail:from", id="from"),
+    pytest.param({"admin": f"{LONG_LOCAL}@example.org"}, "mail:admin", id="admin"),
+    pytest.param({"mailu": mailu(user="u" * 495)}, "mail:mailu:user", id="mailu_user"),
+    pytest.param({"mailu": mailu(password="p" * 489)}, "mail:mailu:password", id="mailu_password"),
+    pytest.param({"relay": relay(password="p" * 489)}, "mail:relay:password", id="relay_password"),
+    pytest.param({"relay": relay(ca_file="/" + "c" * 484)}, "mail:relay:ca_file", id="relay_ca_file"),
+    pytest.param({"lookup": {"ca_bundle": "/" + "c" * 484}}, "mail:lookup:ca_bundle", id="ca_bundle"),
+    pytest.param(
+        {"lookup": {"msmtp": {"aliases": "/" + "a" * 492}}}, "mail:lookup:msmtp:aliases", id="aliases_path"
+    ),
+]
+
+
+@pytest.mark.parametrize(("pillar", "key"), TOO_LONG_FOR_MSMTP)
+def test_value_making_an_msmtp_line_longer_than_499_characters_is_rejected(configure, pillar, key):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure(pillar).settings()
+
+    message = str(raised.value)
+    assert names_key(message, key), message
+    assert "too long for msmtp" in message
+    assert "p" * 100 not in message
+
+
+def test_password_making_an_msmtp_line_of_exactly_499_characters_is_accepted(configure):
+    password = "p" * 488  # 'password "' + 488 + '"' = 499
+    conf = configure({"mailu": mailu(password=password)})
+
+    line = dict(conf.plan(include_secrets=True)["files"]["msmtprc"])["password"]
+    assert len(f"password {line}") == 499
+    assert conf.settings(include_secrets=True)["mailu"]["password"] == password
+
+
+# ------------------------------------------------------------------ aliases ---
+
+ALIASES = {"www-data": ["web@example.org", "dev@example.org"], "backup.job": "ops@example.net"}
+
+
+def test_aliases_are_normalized_to_sorted_lists(configure):
+    conf = configure({"aliases": ALIASES}).settings()
+
+    assert conf["aliases"] == {
+        "backup.job": ["ops@example.net"],
+        "www-data": ["web@example.org", "dev@example.org"],
+    }
+
+
+def test_empty_or_null_aliases_mean_none(configure):
+    assert configure({"aliases": None}).settings()["aliases"] == {}
+    assert configure({}).settings()["aliases"] == {}
+
+
+def test_plan_postfix_expands_aliases_through_virtual_alias_maps(configure):
+    result = configure({"aliases": ALIASES, "container": False}).plan()
+
+    assert main_cf(result)["virtual_alias_maps"] == "regexp:/etc/postfix/virtual_alias"
+    domains = r"node1\.example\.org|node1|localhost|localhost\.localdomain"
+    assert result["files"]["virtual_alias"] == (
+        rf"/^(backup\.job(@({domains}))?)$/ ops@example.net" + "\n"
+        rf"/^(www-data(@({domains}))?)$/ web@example.org, dev@example.org" + "\n"
+    )
+
+
+def test_plan_postfix_keeps_aliased_names_out_of_the_admin_rewrite(configure):
+    result = configure({"admin": "ops@example.org", "aliases": ALIASES, "container": False}).plan()
+
+    lines = result["files"]["recipient_canonical"].splitlines()
+    domains = r"node1\.example\.org|node1|localhost|localhost\.localdomain"
+    assert lines == [
+        rf"/^(backup\.job(@({domains}))?)$/ ${{1}}",
+        rf"/^(www-data(@({domains}))?)$/ ${{1}}",
+        rf"/^[^@]+@({domains})$/ ops@example.org",
+        "/^[^@]+$/ ops@example.org",
+    ]
+
+
+def test_plan_without_aliases_has_no_virtual_alias_map(configure):
+    result = configure({"admin": "ops@example.org", "container": False}).plan()
+
+    assert "virtual_alias_maps" not in main_cf(result)
+    assert result["files"]["virtual_alias"] == ""
+
+
+def test_plan_msmtp_aliases_file_lists_aliases_then_the_admin_default(configure):
+    result = configure({"admin": "ops@example.org", "aliases": ALIASES, "mailu": mailu()}).plan()
+
+    assert msmtprc(result)["aliases"] == "/etc/aliases.msmtp"
+    assert result["files"]["msmtp_aliases"] == (
+        "backup.job: ops@example.net\nwww-data: web@example.org, dev@example.org\ndefault: ops@example.org\n"
+    )
+
+
+def test_plan_msmtp_uses_the_aliases_file_for_aliases_without_admin(configure):
+    result = configure({"aliases": {"root": "ops@example.org"}, "mailu": mailu()}).plan()
+
+    assert msmtprc(result)["aliases"] == "/etc/aliases.msmtp"
+    assert result["files"]["msmtp_aliases"] == "root: ops@example.org\n"
+
+
+# ------------------------------------------------------- extra main.cf ---
+
+PROTECTED = [
+    "inet_interfaces",
+    "mynetworks",
+    "mynetworks_style",
+    "mydestination",
+    "local_transport",
+    "default_transport",
+    "smtpd_relay_restrictions",
+    "smtpd_recipient_restrictions",
+    "relay_domains",
+    "relayhost",
+    "transport_maps",
+    "smtp_sasl_auth_enable",
+    "smtp_sasl_password_maps",
+    "smtp_sasl_security_options",
+    "smtp_tls_security_level",
+    "smtp_tls_CAfile",
+    "smtp_tls_wrappermode",
+    "smtp_tls_secure_cert_match",
+    "sender_canonical_maps",
+    "recipient_canonical_maps",
+    "virtual_alias_maps",
+    "smtp_generic_maps",
+]
+
+
+@pytest.mark.parametrize("name", PROTECTED)
+def test_main_cf_cannot_set_what_keeps_the_relay_closed_or_what_the_formula_derives(configure, name):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({"postfix": {"main_cf": {name: "all"}}}).settings()
+
+    message = str(raised.value)
+    assert names_key(message, f"mail:postfix:main_cf:{name}"), message
+    assert "managed by the formula" in message
+
+
+EXTRA = {
+    "message_size_limit": 20480000,
+    "maximal_queue_lifetime": "2d",
+    "smtp_tls_mandatory_protocols": ["!SSLv2", "!SSLv3"],
+    "smtputf8_enable": False,
+    "bounce_queue_lifetime": 1.5,
+}
+
+
+@pytest.mark.parametrize("pillar", POSTFIX_PATHS)
+def test_plan_main_cf_merges_extra_parameters_as_postfix_values(configure, pillar):
+    result = configure({**pillar, "postfix": {"main_cf": EXTRA}}).plan()
+
+    params = main_cf(result)
+    assert params["message_size_limit"] == "20480000"
+    assert params["maximal_queue_lifetime"] == "2d"
+    assert params["smtp_tls_mandatory_protocols"] == "!SSLv2, !SSLv3"
+    assert params["smtputf8_enable"] == "no"
+    assert params["bounce_queue_lifetime"] == "1.5"
+    assert {key: params[key] for key in NULL_CLIENT} == NULL_CLIENT
+
+
+def test_main_cf_names_are_checked_against_postconf_when_postfix_is_installed(configure):
+    calls = []
+
+    def run_all(cmd, **kwargs):
+        calls.append(cmd)
+        return {"retcode": 0, "stdout": "message_size_limit = 10240000\nbrand_new_parameter = yes\n"}
+
+    mailstack = configure({"postfix": {"main_cf": {"brand_new_parameter": "yes"}}})
+    mailstack.__salt__["cmd.which"] = lambda name: f"/usr/sbin/{name}"
+    mailstack.__salt__["cmd.run_all"] = run_all
+
+    assert mailstack.settings()["postfix"]["main_cf"] == {"brand_new_parameter": "yes"}
+    assert calls == [["postconf", "-d"]]
+
+    mailstack = configure({"postfix": {"main_cf": {"maximal_queue_lifetime": "2d"}}})
+    with pytest.raises(
+        CommandExecutionError, match=r"main_cf:maximal_queue_lifetime: is not a parameter"
+    ) as raised:
+        mailstack.settings()
+    assert "postconf -d on this minion" in str(raised.value)
+
+
+def test_main_cf_names_are_checked_against_the_shipped_list_without_postfix(configure):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({"postfix": {"main_cf": {"brand_new_parameter": "yes"}}}).settings()
+
+    assert "Postfix is not installed" in str(raised.value)
+    assert configure({"postfix": {"main_cf": {"maximal_queue_lifetime": "2d"}}}).settings()
+
+
+def test_empty_main_cf_does_not_run_postconf(configure):
+    mailstack = configure({"postfix": {"main_cf": {}}})
+    mailstack.__salt__["cmd.which"] = lambda name: pytest.fail("postconf was asked")
+
+    assert mailstack.settings()["postfix"]["main_cf"] == {}
+
+
+# ------------------------------------------------------------ relay sender ---
+
+SMARTHOST_ACCOUNT = "account@smarthost.example.net"
+
+
+def test_relay_sender_must_be_an_address(configure):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({"relay": relay(sender="account")}).settings()
+
+    assert names_key(str(raised.value), "mail:relay:sender"), str(raised.value)
+
+
+def test_relay_sender_needs_a_relayhost(configure):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({"relay": {"sender": SMARTHOST_ACCOUNT}}).settings()
+
+    assert names_key(str(raised.value), "mail:relay:sender"), str(raised.value)
+    assert "relayhost is empty" in str(raised.value)
+
+
+def test_relay_sender_with_a_newline_is_rejected(configure):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({"relay": relay(sender=SMARTHOST_ACCOUNT + "\nBcc: x@example.org")}).settings()
+
+    assert names_key(str(raised.value), "mail:relay:sender"), str(raised.value)
+
+
+def test_plan_relay_sender_rewrites_envelope_and_from_header_in_postfix(configure):
+    result = configure({"relay": relay(sender=SMARTHOST_ACCOUNT), "container": False}).plan()
+
+    params = main_cf(result)
+    assert params["sender_canonical_maps"] == f"static:{SMARTHOST_ACCOUNT}"
+    assert params["sender_canonical_classes"] == "envelope_sender, header_sender"
+    assert result["summary"]["sender"] == SMARTHOST_ACCOUNT
+    # msmtp talks to the local Postfix, which rewrites: msmtp leaves the sender alone.
+    assert "set_from_header" not in msmtprc(result)
+
+
+def test_plan_relay_sender_sets_msmtp_from_and_from_header_where_msmtp_talks_to_the_relayhost(configure):
+    result = configure({"relay": relay(sender=SMARTHOST_ACCOUNT), "container": True}).plan()
+
+    lines = msmtprc(result)
+    assert lines["host"] == RELAY_HOST
+    assert lines["from"] == SMARTHOST_ACCOUNT
+    assert lines["set_from_header"] == "on"
+    assert lines["allow_from_override"] == "off"
+
+
+def test_plan_relay_sender_is_ignored_in_mailu_mode(configure):
+    result = configure(
+        {"relay": relay(sender=SMARTHOST_ACCOUNT), "mailu": mailu(queue=True), "container": False}
+    ).plan()
+
+    assert main_cf(result)["sender_canonical_maps"] == f"static:{MAILU_USER}"
+    assert main_cf(result)["sender_canonical_classes"] == "envelope_sender"
+
+
+# --------------------------------------------------------------- msmtp log ---
+
+
+def test_msmtp_logs_to_syslog_mail_facility_where_dev_log_exists(configure, fake_root):
+    (fake_root / "dev").mkdir()
+    (fake_root / "dev" / "log").touch()
+
+    result = configure({"container": False}).plan()
+
+    assert result["files"]["msmtprc"][2] == ("syslog", "LOG_MAIL")
+    assert result["files"]["msmtp_log"] == {"logfile": ""}
+    assert result["summary"]["msmtp logs to"] == "syslog (facility LOG_MAIL)"
+
+
+def test_msmtp_does_not_log_without_syslog_or_logfile_and_says_so(configure):
+    result = configure({"container": False}).plan()
+
+    keys = [key for key, _ in result["files"]["msmtprc"]]
+    assert "syslog" not in keys and "logfile" not in keys
+    assert "mail:msmtp:logfile is empty" in result["summary"]["msmtp logs to"]
+
+
+def test_msmtp_logfile_is_appendable_by_all_when_everyone_may_send_and_readable_by_root(configure):
+    result = configure({"msmtp": {"logfile": "/var/log/msmtp.log"}, "container": False}).plan()
+
+    assert ("logfile", "/var/log/msmtp.log") in result["files"]["msmtprc"]
+    assert result["files"]["msmtp_log"] == {
+        "logfile": "/var/log/msmtp.log",
+        "user": "root",
+        "group": "root",
+        "mode": "0622",
+    }
+
+
+def test_msmtp_logfile_belongs_to_the_senders_group_when_msmtp_holds_the_password(configure, fake_root):
+    (fake_root / "dev").mkdir()
+    (fake_root / "dev" / "log").touch()
+
+    result = configure({"msmtp": {"logfile": "/var/log/msmtp.log"}, "mailu": mailu()}).plan()
+
+    assert ("logfile", "/var/log/msmtp.log") in result["files"]["msmtprc"]
+    assert ("syslog", "LOG_MAIL") not in result["files"]["msmtprc"]
+    assert result["files"]["msmtp_log"] == {
+        "logfile": "/var/log/msmtp.log",
+        "user": "root",
+        "group": "mail-senders",
+        "mode": "0660",
+    }
+
+
+@pytest.mark.parametrize(
+    "logfile", ["msmtp.log", "/var/log/msmtp\n.log", "/var/log/msmtp .log", 7, "/" + "l" * 491]
+)
+def test_bad_msmtp_logfile_is_rejected(configure, logfile):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({"msmtp": {"logfile": logfile}}).settings()
+
+    assert names_key(str(raised.value), "mail:msmtp:logfile"), str(raised.value)
+
+
+# ---------------------------------------------------- IPv6 and IP next hops ---
+
+
+def test_ipv6_relayhost_is_bracketed_alike_in_relayhost_and_the_sasl_map(configure):
+    result = configure(
+        {"relay": relay(relayhost="2001:db8::25", tls_name=RELAY_HOST), "container": False}
+    ).plan(include_secrets=True)
+
+    assert main_cf(result)["relayhost"] == "[2001:db8::25]:587"
+    assert result["files"]["sasl_passwd"] == f"[2001:db8::25]:587 bob:{SECRET}\n"
+    assert main_cf(result)["smtp_tls_secure_cert_match"] == RELAY_HOST
+
+
+def test_queued_ipv6_mailu_is_bracketed_alike_in_relayhost_and_the_sasl_map(configure):
+    result = configure(
+        {"mailu": mailu(host="::1", tls_name=MAILU_HOST, queue=True), "container": False}
+    ).plan(include_secrets=True)
+
+    assert main_cf(result)["relayhost"] == "[::1]:465"
+    assert result["files"]["sasl_passwd"].startswith("[::1]:465 ")
+    assert main_cf(result)["smtp_tls_secure_cert_match"] == MAILU_HOST
+
+
+def test_direct_ipv6_mailu_lets_msmtp_verify_the_address_or_the_tls_name(configure):
+    plain = msmtprc(configure({"mailu": mailu(host="::1")}).plan())
+    named = msmtprc(configure({"mailu": mailu(host="::1", tls_name=MAILU_HOST)}).plan())
+
+    assert plain["host"] == "::1" and "tls_host_override" not in plain
+    assert named["tls_host_override"] == MAILU_HOST
+
+
+def test_hostname_next_hop_keeps_matching_the_nexthop_name(configure):
+    result = configure({"relay": relay(), "container": False}).plan()
+
+    assert main_cf(result)["smtp_tls_secure_cert_match"] == "nexthop, dot-nexthop"
+
+
+@pytest.mark.parametrize(
+    "pillar",
+    [
+        {"relay": relay(relayhost="192.0.2.10")},
+        {"relay": {"relayhost": "2001:db8::25", "tls": "implicit"}},
+        {"mailu": mailu(host="::1", queue=True)},
+    ],
+    ids=["relay_ipv4", "relay_ipv6_no_credentials", "queued_mailu_ipv6"],
+)
+def test_ip_next_hop_with_tls_through_postfix_needs_a_tls_name(configure, pillar):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({**pillar, "container": False}).settings()
+
+    section = "relay" if "relay" in pillar else "mailu"
+    assert names_key(str(raised.value), f"mail:{section}:tls_name"), str(raised.value)
+    assert "verifies a certificate by name only" in str(raised.value)
+
+
+def test_ip_next_hop_without_postfix_needs_no_tls_name(configure):
+    assert configure({"relay": relay(relayhost="192.0.2.10"), "container": True}).settings()
+    assert configure({"mailu": mailu(host="::1")}).settings()
+    assert configure({"relay": {"relayhost": "::1", "tls": "none"}, "container": False}).settings()
+
+
+@pytest.mark.parametrize(
+    ("pillar", "key"),
+    [
+        ({"relay": relay(tls_name="192.0.2.10")}, "mail:relay:tls_name"),
+        ({"mailu": mailu(tls_name="::1")}, "mail:mailu:tls_name"),
+        ({"relay": {"relayhost": RELAY_HOST, "tls": "none", "tls_name": RELAY_HOST}}, "mail:relay:tls_name"),
+        ({"mailu": mailu(tls_name="mail example.org")}, "mail:mailu:tls_name"),
+        ({"mailu": mailu(tls_name="mail.example.org\nhost x")}, "mail:mailu:tls_name"),
+    ],
+    ids=["address", "ipv6_address", "without_tls", "space", "newline"],
+)
+def test_bad_tls_name_is_rejected(configure, pillar, key):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure(pillar).settings()
+
+    assert names_key(str(raised.value), key), str(raised.value)
