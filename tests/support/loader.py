@@ -10,3 +10,22 @@ def load_salt_module(path: pathlib.Path, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def load_utils():
+    """``__utils__`` as Salt builds it from the formula's ``_utils/``:
+    ``{"<module>.<function>": function}``."""
+    utils = {}
+    for path in sorted((REPO / "_utils").glob("*.py")):
+        module = load_salt_module(path, f"{path.stem}_utils_under_test")
+        for name, value in vars(module).items():
+            if (
+                callable(value)
+                and not name.startswith("_")
+                and getattr(value, "__module__", "") == module.__name__
+            ):
+                utils[f"{path.stem}.{name}"] = value
+    return utils

@@ -8,11 +8,7 @@ import json
 
 import pytest
 
-from tests.support.loader import load_salt_module
 from tests.unit.test_mailstack_module import FQDN, REPO, FakeFileServer, load_module
-
-mailqueue = load_salt_module(REPO / "_utils" / "mailqueue.py", "mailqueue_for_operator_tests")
-UTILS = {f"mailqueue.{name}": getattr(mailqueue, name) for name in dir(mailqueue) if not name.startswith("_")}
 
 SINK = "127.0.0.1[127.0.0.1]:2525"
 SENT = "250 2.0.0 Ok: queued as 7F3E1"
@@ -113,7 +109,6 @@ def operator(tmp_path, node, monkeypatch):
             "cmd.which": node.which,
             "service.enabled": node.service_enabled,
         }
-        module.__utils__ = UTILS
         module.__context__ = {}
         module.__opts__ = {"test": False}
         root = tmp_path / "root"

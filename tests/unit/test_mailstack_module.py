@@ -19,7 +19,7 @@ import time
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.support.loader import load_salt_module
+from tests.support.loader import load_salt_module, load_utils
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MODULE_FILE = REPO / "_modules" / "mailstack.py"
@@ -64,7 +64,9 @@ class FakeFileServer:
 
 
 def load_module():
-    return load_salt_module(MODULE_FILE, "mailstack_module_under_test")
+    module = load_salt_module(MODULE_FILE, "mailstack_module_under_test")
+    module.__utils__ = load_utils()
+    return module
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """
 Reading Postfix's mail queue, for the ``mailstack`` execution module and the
-``mailstack`` beacon (``__utils__["mailqueue.summarize"]``).
+``mailstack`` beacon (``__utils__["mailstack_queue.summarize"]``).
 
 ``postqueue -j`` prints one JSON object per queued message (Postfix >= 3.1):
 ``queue_name``, ``queue_id``, ``arrival_time`` (epoch seconds), ``sender`` and

@@ -1,4 +1,4 @@
-"""Unit tests for ``_utils/mailqueue.py``: reading ``postqueue -j``."""
+"""Unit tests for ``_utils/mailstack_queue.py``: reading ``postqueue -j``."""
 
 import json
 import pathlib
@@ -8,7 +8,7 @@ import pytest
 from tests.support.loader import load_salt_module
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-mailqueue = load_salt_module(REPO / "_utils" / "mailqueue.py", "mailqueue_under_test")
+mailstack_queue = load_salt_module(REPO / "_utils" / "mailstack_queue.py", "mailqueue_under_test")
 
 NOW = 1_764_158_400
 REFUSED = "connect to 127.0.0.1[127.0.0.1]:2525: Connection refused"
@@ -37,9 +37,9 @@ def _postqueue_output(*messages):
 
 
 def test_an_empty_queue_prints_nothing_and_summarizes_to_zeros_with_no_age():
-    messages = mailqueue.parse_postqueue_json("")
+    messages = mailstack_queue.parse_postqueue_json("")
     assert messages == []
-    assert mailqueue.summarize(messages, NOW) == {
+    assert mailstack_queue.summarize(messages, NOW) == {
         "total": 0,
         "active": 0,
         "deferred": 0,
@@ -56,13 +56,13 @@ def test_each_line_is_one_message_and_is_counted_in_its_queue():
         _message("hold", NOW - 10),
         _message("incoming", NOW - 1),
     )
-    summary = mailqueue.summarize(mailqueue.parse_postqueue_json(output), NOW)
+    summary = mailstack_queue.summarize(mailstack_queue.parse_postqueue_json(output), NOW)
     assert summary == {"total": 5, "active": 1, "deferred": 2, "hold": 1, "oldest_age": 3600}
 
 
 def test_a_clock_behind_the_arrival_time_gives_age_zero_not_a_negative_age():
     messages = [_message("active", NOW + 30)]
-    assert mailqueue.summarize(messages, NOW)["oldest_age"] == 0
+    assert mailstack_queue.summarize(messages, NOW)["oldest_age"] == 0
 
 
 def test_deferral_reasons_are_counted_per_recipient_most_frequent_first():
@@ -72,7 +72,7 @@ def test_deferral_reasons_are_counted_per_recipient_most_frequent_first():
         _message("deferred", NOW, REFUSED),
         _message("active", NOW),
     ]
-    assert mailqueue.deferral_reasons(messages) == [
+    assert mailstack_queue.deferral_reasons(messages) == [
         {"reason": REFUSED, "count": 3},
         {"reason": TIMEOUT, "count": 1},
     ]
@@ -80,7 +80,7 @@ def test_deferral_reasons_are_counted_per_recipient_most_frequent_first():
 
 def test_deferral_reasons_are_limited_and_ties_are_ordered_by_text():
     messages = [_message("deferred", NOW, f"reason {letter}") for letter in "dcba"]
-    assert mailqueue.deferral_reasons(messages, limit=2) == [
+    assert mailstack_queue.deferral_reasons(messages, limit=2) == [
         {"reason": "reason a", "count": 1},
         {"reason": "reason b", "count": 1},
     ]
@@ -90,4 +90,4 @@ def test_deferral_reasons_are_limited_and_ties_are_ordered_by_text():
 def test_output_that_is_not_one_json_object_per_line_names_the_line(line):
     output = _postqueue_output(_message("active", NOW)) + line + "\n"
     with pytest.raises(ValueError, match="line 2"):
-        mailqueue.parse_postqueue_json(output)
+        mailstack_queue.parse_postqueue_json(output)

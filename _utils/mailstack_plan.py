@@ -1,0 +1,435 @@
+"""
+The plan of the ``mail`` formula and the content of the files it writes, used
+by the ``mailstack`` execution module (``__utils__["mailstack_plan.build"]``).
+
+Everything here works on plain data: validated settings, the decided mode and
+container status, and a few facts the module reads off the running system.
+"""
+
+import re
+import shlex
+import zlib
+
+MSMTP_MAX_LINE = 499
+
+ALERT_UNIT = "mail-alert@.service"
+
+ALERT_DROPIN = "50-mail-alert.conf"
+
+HEALTH_UNIT = "mail-health"
+
+
+def _msmtp_lines_by_key(settings):
+    """Yield (pillar key, line) for every line a value can put in msmtp's files."""
+    yield "from", f"from {settings['from']}"
+    yield "admin", f"default: {settings['admin']}"
+    for name, addresses in settings["aliases"].items():
+        yield f"aliases:{name}", _msmtp_alias_line(name, addresses)
+    for section, host_key in (("mailu", "host"), ("relay", "relayhost")):
+        upstream = settings[section]
+        yield f"{section}:{host_key}", f"host {upstream['host']}"
+        yield f"{section}:user", f"user {upstream['user']}"
+        yield f"{section}:password", f"password {_msmtp_quote(upstream['password'])}"
+        yield f"{section}:ca_file", f"tls_trust_file {upstream['ca_file']}"
+    yield "relay:sender", f"from {settings['relay']['sender']}"
+    yield "msmtp:logfile", f"logfile {settings['msmtp']['logfile']}"
+    lookup = settings["lookup"]
+    yield "lookup:ca_bundle", f"tls_trust_file {lookup['ca_bundle']}"
+    yield "lookup:msmtp:aliases", f"aliases {lookup['msmtp']['aliases']}"
+
+
+def overlong_msmtp_line(settings):
+    """``(pillar key, line length, msmtp's limit)`` of the first value that would
+    make a line msmtp cannot read, or ``None``."""
+    for key, line in _msmtp_lines_by_key(settings):
+        if len(line) > MSMTP_MAX_LINE:
+            return key, len(line), MSMTP_MAX_LINE
+    return None
+
+
+def _loopback_target():
+    return {
+        "host": "127.0.0.1",
+        "port": 25,
+        "tls": "none",
+        "user": "",
+        "password": "",
+        "ca_file": "",
+        "tls_name": "",
+    }
+
+
+def _upstream(conf, section):
+    upstream = {
+        k: conf[section][k] for k in ("host", "port", "tls", "user", "password", "ca_file", "tls_name")
+    }
+    if not upstream["ca_file"]:
+        upstream["ca_file"] = conf["lookup"]["ca_bundle"]
+    return upstream
+
+
+def _delivery(conf, mode_name, container):
+    """Return (postfix wanted, msmtp target, postfix upstream or None)."""
+    if mode_name == "mailu" and not (conf["mailu"]["queue"] and not container):
+        return False, _upstream(conf, "mailu"), None
+    if mode_name == "mailu":
+        return True, _loopback_target(), _upstream(conf, "mailu")
+    relay = _upstream(conf, "relay") if conf["relay"]["host"] else None
+    if container:
+        return False, relay or _loopback_target(), None
+    return True, _loopback_target(), relay
+
+
+def _describe(target):
+    if target is None:
+        return "the recipient's MX, found through DNS"
+    auth = f" as {target['user']}" if target["user"] else ""
+    host = f"[{target['host']}]" if ":" in target["host"] else target["host"]
+    return f"{host}:{target['port']} (TLS: {target['tls']}){auth}"
+
+
+def _packages(conf, postfix_wanted):
+    msmtp, postfix = conf["lookup"]["msmtp"], conf["lookup"]["postfix"]
+    mta = [msmtp["mta_pkg"]] if msmtp["mta_pkg"] else []
+    if postfix_wanted:
+        return {"install": msmtp["pkgs"] + postfix["pkgs"], "remove": mta}
+    return {"install": msmtp["pkgs"] + mta, "remove": [postfix["pkgs"][0]]}
+
+
+def _bracketed(target):
+    return f"[{target['host']}]:{target['port']}"
+
+
+def _postfix_tls(upstream):
+    if upstream is None:
+        return {"smtp_tls_security_level": "may"}
+    if upstream["tls"] == "none":
+        return {"smtp_tls_security_level": "none"}
+    params = {
+        "smtp_tls_security_level": "secure",
+        "smtp_tls_secure_cert_match": upstream["tls_name"] or "nexthop, dot-nexthop",
+        "smtp_tls_CAfile": upstream["ca_file"],
+    }
+    if upstream["tls"] == "implicit":
+        params["smtp_tls_wrappermode"] = "yes"
+    return params
+
+
+def _local_domains(myhostname):
+    names = [myhostname, myhostname.split(".")[0], "localhost", "localhost.localdomain"]
+    return list(dict.fromkeys(names))
+
+
+def _postfix_main_cf(conf, upstream, envelope_sender, relay_sender, myhostname):
+    postfix = conf["lookup"]["postfix"]
+    params = {
+        "compatibility_level": postfix["compatibility_level"],
+        "myhostname": myhostname,
+        "myorigin": "$myhostname",
+        "mydestination": "",
+        "inet_interfaces": "loopback-only",
+        "inet_protocols": "all",
+        "mynetworks": "127.0.0.0/8 [::1]/128",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+        "smtpd_banner": "$myhostname ESMTP",
+        "disable_vrfy_command": "yes",
+        "local_transport": "error:local delivery disabled",
+        "default_transport": "smtp",
+        "relay_transport": "relay",
+        "alias_maps": "",
+        "alias_database": "",
+        "biff": "no",
+        "append_dot_mydomain": "no",
+        # A relayhost or Mailu is found like any other host name of this system
+        # (/etc/hosts, then DNS): with "dns, native" a DNS failure defers the
+        # mail even when /etc/hosts knows the name. Without a relayhost, MX
+        # lookups need DNS.
+        "smtp_host_lookup": "native" if upstream else "dns, native",
+        "relayhost": _bracketed(upstream) if upstream else "",
+    }
+    params.update(_postfix_tls(upstream))
+    if upstream and upstream["user"]:
+        params.update(
+            {
+                "smtp_sasl_auth_enable": "yes",
+                "smtp_sasl_password_maps": f"{postfix['map_type']}:{postfix['config_dir']}/sasl_passwd",
+                "smtp_sasl_security_options": "noanonymous",
+                "smtp_sasl_tls_security_options": "noanonymous",
+            }
+        )
+    if conf["admin"]:
+        params["recipient_canonical_maps"] = f"regexp:{postfix['config_dir']}/recipient_canonical"
+    if conf["aliases"]:
+        params["virtual_alias_maps"] = f"regexp:{postfix['config_dir']}/virtual_alias"
+    if envelope_sender:
+        params["sender_canonical_maps"] = f"static:{envelope_sender}"
+        params["sender_canonical_classes"] = "envelope_sender"
+    if relay_sender:
+        # Every message leaves through the relayhost (nothing is delivered
+        # locally), so rewriting on the way in is rewriting on the way out.
+        params["sender_canonical_maps"] = f"static:{relay_sender}"
+        params["sender_canonical_classes"] = "envelope_sender, header_sender"
+    if postfix["maillog_file"]:
+        params["maillog_file"] = postfix["maillog_file"]
+    params.update(conf["postfix"]["main_cf"])
+    return params
+
+
+def _ere_escape(text):
+    """Escape a host or local name for a POSIX ERE (Postfix regexp tables)."""
+    return re.sub(r"[.+]", r"\\\g<0>", text)
+
+
+def _local_domains_pattern(myhostname):
+    return "|".join(_ere_escape(name) for name in _local_domains(myhostname))
+
+
+def _local_address_pattern(local_part, myhostname):
+    """A Postfix regexp (POSIX ERE) body matching ``local_part`` bare or at a local domain."""
+    return f"^({local_part}(@({_local_domains_pattern(myhostname)}))?)$"
+
+
+def _recipient_canonical(admin, aliases, myhostname):
+    """Local names go to mail:admin; names in mail:aliases stay as they are for virtual_alias."""
+    if not admin:
+        return ""
+    domains = _local_domains_pattern(myhostname)
+    lines = [f"/{_local_address_pattern(_ere_escape(name), myhostname)}/ ${{1}}" for name in aliases]
+    lines += [f"/^[^@]+@({domains})$/ {admin}", f"/^[^@]+$/ {admin}"]
+    return "".join(line + "\n" for line in lines)
+
+
+def _virtual_alias(aliases, myhostname):
+    lines = [
+        f"/{_local_address_pattern(_ere_escape(name), myhostname)}/ {', '.join(addresses)}"
+        for name, addresses in aliases.items()
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def _sasl_passwd(upstream):
+    if not upstream or not upstream["user"]:
+        return ""
+    return f"{_bracketed(upstream)} {upstream['user']}:{upstream['password']}\n"
+
+
+def _msmtp_quote(value):
+    # msmtp strips the outer quotes and keeps everything between them as is.
+    return f'"{value}"'
+
+
+def _msmtp_log(conf, secret_in_msmtprc, syslog):
+    """Where msmtp logs, and who may append to a log file: those who may send."""
+    logfile = conf["msmtp"]["logfile"]
+    if logfile:
+        if secret_in_msmtprc:
+            owner = {"user": "root", "group": conf["lookup"]["msmtp"]["group"], "mode": "0660"}
+        else:  # every local user may send: each can append, none can read.
+            owner = {"user": "root", "group": "root", "mode": "0622"}
+        return {"line": ("logfile", logfile), "logfile": logfile, **owner, "where": logfile}
+    if syslog:
+        return {"line": ("syslog", "LOG_MAIL"), "logfile": "", "where": "syslog (facility LOG_MAIL)"}
+    return {
+        "line": None,
+        "logfile": "",
+        "where": "nowhere: no syslog (/dev/log) and mail:msmtp:logfile is empty",
+    }
+
+
+def _msmtprc(conf, target, envelope_sender, relay_sender="", log_line=None):
+    lines = [
+        ("defaults", ""),
+        ("timeout", str(conf["timeout"])),
+        *([log_line] if log_line else []),
+        ("account", "default"),
+        ("host", target["host"]),
+        ("port", str(target["port"])),
+        ("from", envelope_sender or relay_sender or conf["from"]),
+    ]
+    if target["tls"] == "none":
+        lines.append(("tls", "off"))
+    else:
+        lines += [
+            ("tls", "on"),
+            ("tls_starttls", "on" if target["tls"] == "starttls" else "off"),
+            ("tls_trust_file", target["ca_file"]),
+        ]
+        if target["tls_name"]:
+            lines.append(("tls_host_override", target["tls_name"]))
+    if target["user"]:
+        lines += [("auth", "on"), ("user", target["user"]), ("password", _msmtp_quote(target["password"]))]
+    else:
+        lines.append(("auth", "off"))
+    if envelope_sender or relay_sender:
+        lines.append(("allow_from_override", "off"))
+    if relay_sender:
+        lines.append(("set_from_header", "on"))
+    if conf["admin"] or conf["aliases"]:
+        lines.insert(2, ("aliases", conf["lookup"]["msmtp"]["aliases"]))
+    return lines
+
+
+def _msmtp_alias_line(name, addresses):
+    return f"{name}: {', '.join(addresses)}"
+
+
+def _msmtp_aliases(admin, aliases):
+    lines = [_msmtp_alias_line(name, addresses) for name, addresses in aliases.items()]
+    if admin:
+        lines.append(_msmtp_alias_line("default", [admin]))
+    return "".join(line + "\n" for line in lines)
+
+
+def _who_can_send(conf, secret_in_msmtprc):
+    if not secret_in_msmtprc:
+        return "every local user"
+    return "root and mail:senders (" + (", ".join(conf["senders"]) or "none") + "), who can read the password"
+
+
+def build(conf, decided, container, host):
+    """
+    The plan: what the formula does on this host, with the content of every
+    file it writes.
+
+    conf
+        Validated settings. ``decided`` and ``container`` are
+        ``mailstack.mode`` and ``mailstack.is_container``.
+    host
+        Facts of the running system: ``fqdn``, ``systemd`` (PID 1 is
+        systemd), ``syslog`` (``/dev/log`` exists), ``installed_dropins``
+        (alert drop-ins present), ``mailu_user_is_address``, and ``mask``:
+        what replaces passwords, or ``None`` to keep them.
+    """
+    postfix, msmtp_target, postfix_upstream = _delivery(conf, decided["mode"], container["container"])
+    if host["mask"]:
+        for target in (msmtp_target, postfix_upstream):
+            if target and target["password"]:
+                target["password"] = host["mask"]
+    mailu_user = conf["mailu"]["user"]
+    envelope_sender = mailu_user if decided["mode"] == "mailu" and host["mailu_user_is_address"] else ""
+    relay_sender = conf["relay"]["sender"] if decided["mode"] == "relay" else ""
+    # msmtp talks to the relayhost itself only where no Postfix relays.
+    msmtp_sender = "" if postfix else relay_sender
+    myhostname = host["fqdn"]
+    secret_in_msmtprc = bool(msmtp_target["user"])
+    msmtp_log = _msmtp_log(conf, secret_in_msmtprc, host["syslog"])
+    return {
+        "mode": decided["mode"],
+        "mode_reason": decided["reason"],
+        "container": container["container"],
+        "container_reason": container["reason"],
+        "postfix": postfix,
+        "postfix_reason": _postfix_reason(conf, container["container"], postfix),
+        "sendmail": "postfix" if postfix else "msmtp",
+        "packages": _packages(conf, postfix),
+        "msmtp": msmtp_target,
+        "postfix_upstream": postfix_upstream,
+        "summary": {
+            "msmtp sends to": _describe(msmtp_target),
+            "postfix relays to": _describe(postfix_upstream) if postfix else "(no postfix)",
+            "mail for root goes to": conf["admin"] or f"root@{myhostname} (mail:admin is empty)",
+            "sender": envelope_sender or relay_sender or conf["from"],
+            "who can send": _who_can_send(conf, secret_in_msmtprc),
+            "msmtp logs to": msmtp_log["where"],
+        },
+        "alerts": _alerts_plan(conf, host),
+        "health": _health_plan(conf, host),
+        "files": {
+            "msmtprc": _msmtprc(conf, msmtp_target, envelope_sender, msmtp_sender, msmtp_log["line"]),
+            "msmtp_aliases": _msmtp_aliases(conf["admin"], conf["aliases"]),
+            "secret_in_msmtprc": secret_in_msmtprc,
+            "msmtp_log": {k: v for k, v in msmtp_log.items() if k not in ("line", "where")},
+            "main_cf": _postfix_main_cf(conf, postfix_upstream, envelope_sender, relay_sender, myhostname)
+            if postfix
+            else {},
+            "sasl_passwd": _sasl_passwd(postfix_upstream) if postfix else "",
+            "recipient_canonical": _recipient_canonical(conf["admin"], conf["aliases"], myhostname)
+            if postfix
+            else "",
+            "virtual_alias": _virtual_alias(conf["aliases"], myhostname) if postfix else "",
+        },
+    }
+
+
+def _alerts_plan(conf, host):
+    """OnFailure= drop-ins for mail:alerts:units, and the ones to remove."""
+    lookup, units = conf["lookup"], conf["alerts"]["units"]
+    systemd = host["systemd"]
+    unit_dir = lookup["systemd_unit_dir"]
+    dropins = {unit: f"{unit_dir}/{unit}.d/{ALERT_DROPIN}" for unit in units} if systemd else {}
+    recipient = conf["admin"] or "root"
+    if not systemd:
+        reason = "systemd does not run here, so no unit can alert on failure: nothing to do"
+    elif units:
+        reason = f"{', '.join(units)} mail {recipient} when they fail"
+    else:
+        reason = "mail:alerts:units is empty"
+    return {
+        "systemd": systemd,
+        "active": systemd and bool(units or conf["health"]["enabled"]),
+        "units": units,
+        "interval": conf["alerts"]["interval"],
+        "recipient": recipient,
+        "script": f"{lookup['libexec_dir']}/mail-alert",
+        "unit_file": f"{unit_dir}/{ALERT_UNIT}",
+        "dropins": dropins,
+        "stale_dropins": [path for path in host["installed_dropins"] if path not in dropins.values()],
+        "shell_vars": _shell_vars(
+            recipient=recipient,
+            sendmail=lookup["msmtp"]["sendmail"],
+            state_dir=f"{lookup['state_dir']}/alerts",
+            interval=conf["alerts"]["interval"],
+        ),
+        "reason": reason,
+    }
+
+
+def _shell_vars(**values):
+    """Values for the variable assignments at the top of a shell script, quoted."""
+    return {name: shlex.quote(str(value)) for name, value in values.items()}
+
+
+def _health_plan(conf, host):
+    """The daily "is alive" mail: a systemd timer, or a cron entry without systemd."""
+    lookup, health = conf["lookup"], conf["health"]
+    systemd = host["systemd"]
+    seed = zlib.crc32(host["fqdn"].encode())
+    if not health["enabled"]:
+        reason = "mail:health:enabled is false"
+    elif systemd:
+        reason = f"{HEALTH_UNIT}.timer ({health['on_calendar']}) mails {conf['admin'] or 'root'}"
+    else:
+        reason = f"no systemd: a cron entry in {lookup['cron_dir']} mails {conf['admin'] or 'root'} daily"
+    return {
+        **health,
+        "systemd": systemd,
+        "recipient": conf["admin"] or "root",
+        "script": f"{lookup['libexec_dir']}/{HEALTH_UNIT}",
+        "service_file": f"{lookup['systemd_unit_dir']}/{HEALTH_UNIT}.service",
+        "timer_file": f"{lookup['systemd_unit_dir']}/{HEALTH_UNIT}.timer",
+        "timer": f"{HEALTH_UNIT}.timer",
+        "cron_file": f"{lookup['cron_dir']}/{HEALTH_UNIT}",
+        "cron_time": {"minute": seed % 60, "hour": seed // 60 % 24},
+        "state_file": f"{lookup['state_dir']}/health.last",
+        "shell_vars": _shell_vars(
+            recipient=conf["admin"] or "root",
+            sendmail=lookup["msmtp"]["sendmail"],
+            state_file=f"{lookup['state_dir']}/health.last",
+            retries=health["retries"],
+            retry_delay=health["retry_delay"],
+        ),
+        "reason": reason,
+    }
+
+
+def _postfix_reason(conf, container, postfix):
+    if postfix:
+        return "a local loopback-only Postfix relay queues the mail"
+    if container:
+        return "no Postfix daemon inside a container: msmtp sends directly"
+    return "mail:mailu:queue is false: msmtp submits straight to Mailu"
+
+
+def alert_dropin_glob(unit_dir):
+    """The pattern matching every alert drop-in the formula may have installed."""
+    return f"{unit_dir}/*.d/{ALERT_DROPIN}"

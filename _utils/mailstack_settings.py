@@ -1,0 +1,515 @@
+"""
+Settings and their validation for the ``mail`` formula, used by the
+``mailstack`` execution module (``__utils__["mailstack_settings.validate"]``).
+
+Everything here works on plain data: the module loads the parameter files and
+pillar, and passes in what only the running system can tell (the parameters
+the installed Postfix knows, whether this host is a container).
+"""
+
+import copy
+import ipaddress
+import pwd
+import re
+
+import salt.utils.dictupdate
+from salt.exceptions import CommandExecutionError
+
+MODES = ("auto", "mailu", "relay")
+
+
+MAILU_TLS = ("implicit", "starttls")
+
+
+RELAY_TLS = ("implicit", "starttls", "none")
+
+
+SECRET_KEYS = ("password",)
+
+
+FREE_FORM_KEYS = ("mail:aliases", "mail:postfix:main_cf")
+
+
+POSTFIX_PROTECTED = frozenset(
+    (
+        "inet_interfaces",
+        "proxy_interfaces",
+        "mynetworks",
+        "mynetworks_style",
+        "mydestination",
+        "relay_domains",
+        "virtual_alias_domains",
+        "virtual_mailbox_domains",
+        "local_transport",
+        "default_transport",
+        "relay_transport",
+        "transport_maps",
+        "smtpd_relay_restrictions",
+        "smtpd_recipient_restrictions",
+        "relayhost",
+        "myhostname",
+        "myorigin",
+        "compatibility_level",
+        "maillog_file",
+        "alias_maps",
+        "alias_database",
+        "recipient_canonical_maps",
+        "virtual_alias_maps",
+        "sender_canonical_maps",
+        "sender_canonical_classes",
+        "smtp_generic_maps",
+        "smtp_tls_security_level",
+        "smtp_tls_secure_cert_match",
+        "smtp_tls_CAfile",
+        "smtp_tls_CApath",
+        "smtp_tls_wrappermode",
+        "smtp_tls_policy_maps",
+        "smtp_use_tls",
+        "smtp_enforce_tls",
+        "smtp_tls_enforce_peername",
+    )
+)
+
+
+POSTFIX_PROTECTED_PREFIXES = ("smtp_sasl_",)
+
+
+_POSTFIX_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+
+
+_HOST_RE = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
+
+
+_ADDRESS_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
+
+
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+
+
+_LOCAL_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.+-]{0,63}$")
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+_UNIT_RE = re.compile(
+    r"^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\@-]*)?"
+    r"\.(service|socket|timer|mount|automount|path|target|swap|slice)$"
+)
+
+
+_CALENDAR_RE = re.compile(r"^[A-Za-z0-9 *:,./~+-]+$")
+
+
+def merge(layers, pillar):
+    """
+    The defaults and per-OS ``layers`` merged in order, then pillar
+    ``mail:lookup``, then the rest of pillar ``mail``. Raises for a pillar key
+    the formula does not know.
+    """
+    merged = {}
+    for layer in layers:
+        merged = salt.utils.dictupdate.merge(merged, layer, merge_lists=False)
+    pillar = copy.deepcopy(pillar)
+    lookup = pillar.pop("lookup", None) or {}
+    if not isinstance(lookup, dict):
+        raise CommandExecutionError("Invalid pillar mail:lookup: must be a mapping")
+    merged["lookup"] = salt.utils.dictupdate.merge(merged.get("lookup", {}), lookup, merge_lists=False)
+    _reject_unknown_keys(pillar, merged, "mail")
+    return salt.utils.dictupdate.merge(merged, pillar, merge_lists=False)
+
+
+def _reject_unknown_keys(given, known, path):
+    """Raise for keys the formula does not know; an empty section counts as ``{}``."""
+    for key, value in list(given.items()):
+        if key not in known:
+            choices = ", ".join(sorted(k for k in known if k != "lookup"))
+            raise CommandExecutionError(f"Unknown pillar key {path}:{key} (known keys: {choices})")
+        if not isinstance(known[key], dict):
+            continue
+        if f"{path}:{key}" in FREE_FORM_KEYS:
+            continue
+        if value is None:
+            given[key] = {}
+        elif not isinstance(value, dict):
+            raise CommandExecutionError(
+                f"Invalid pillar {path}:{key}: must be a mapping of settings, got {type(value).__name__}"
+            )
+        else:
+            _reject_unknown_keys(value, known[key], f"{path}:{key}")
+
+
+class _Validator:
+    """Checks one settings tree; every error names the pillar key."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def get(self, path):
+        node = self.data
+        for part in path.split(":"):
+            node = node[part]
+        return node
+
+    def fail(self, path, problem):
+        raise CommandExecutionError(f"Invalid pillar mail:{path}: {problem}")
+
+    def boolean(self, path):
+        value = self.get(path)
+        if not isinstance(value, bool):
+            self.fail(path, f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, path, choices):
+        value = self.get(path)
+        if not isinstance(value, str) or value not in choices:
+            self.fail(path, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def integer(self, path, low, high):
+        value = self.get(path)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(path, f"must be a whole number from {low} to {high}, got {value!r}")
+        return value
+
+    def text(self, path, secret=False):
+        value = self.get(path)
+        shown = "the value" if secret else repr(value)
+        if not isinstance(value, str):
+            self.fail(path, f"must be a string (quote it in YAML), got a {type(value).__name__}")
+        if _CONTROL_RE.search(value):
+            self.fail(path, f"{shown} contains a newline or another control character")
+        return value
+
+    def token(self, path, secret=False):
+        value = self.text(path, secret=secret)
+        if value != value.strip() or (not secret and re.search(r"\s", value)):
+            self.fail(
+                path,
+                "must not contain white space" if not secret else "must not start or end with white space",
+            )
+        return value
+
+    def host(self, path):
+        value = self.token(path)
+        if value and not _is_host(value):
+            self.fail(path, f"{value!r} is not a host name or IP address")
+        return value
+
+    def address(self, path):
+        return self.address_value(path, self.get(path))
+
+    def address_value(self, path, value):
+        if not isinstance(value, str):
+            self.fail(path, f"must be an e-mail address (a string), got a {type(value).__name__}")
+        if value != value.strip() or re.search(r"\s", value) or _CONTROL_RE.search(value):
+            self.fail(path, f"{value!r} contains white space or a control character")
+        if value and not _ADDRESS_RE.match(value):
+            self.fail(path, f"{value!r} is not an e-mail address (user@example.org)")
+        return value
+
+    def path(self, path):
+        value = self.token(path)
+        if value and not value.startswith("/"):
+            self.fail(path, f"{value!r} must be an absolute path")
+        return value
+
+
+def _is_ip_address(value):
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def _require_tls_name_for_postfix(check, section, upstream):
+    """Postfix matches certificate names only: an IP literal next hop needs the name to expect."""
+    if _is_ip_address(upstream["host"]) and upstream["tls"] != "none" and not upstream["tls_name"]:
+        check.fail(
+            f"{section}:tls_name",
+            f"is required when mail:{section} has an IP address and TLS: Postfix verifies a certificate"
+            " by name only, so give the DNS name the server's certificate holds",
+        )
+
+
+def _is_host(value):
+    if _is_ip_address(value):
+        return True
+    return len(value) <= 253 and bool(_HOST_RE.match(value)) and not value.replace(".", "").isdigit()
+
+
+def _validate_container(value):
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise CommandExecutionError(f"Invalid pillar mail:container: must be auto, true or false; got {value!r}")
+
+
+def _validate_upstream(check, section, tls_choices):
+    host_key = "host" if section == "mailu" else "relayhost"
+    out = {
+        "host": check.host(f"{section}:{host_key}"),
+        "port": check.integer(f"{section}:port", 1, 65535),
+        "tls": check.choice(f"{section}:tls", tls_choices),
+        "user": check.token(f"{section}:user"),
+        "password": check.token(f"{section}:password", secret=True),
+        "ca_file": check.path(f"{section}:ca_file"),
+        "tls_name": check.host(f"{section}:tls_name"),
+    }
+    if out["tls_name"] and _is_ip_address(out["tls_name"]):
+        check.fail(f"{section}:tls_name", "must be a DNS name from the server's certificate, not an address")
+    if out["tls_name"] and out["tls"] == "none":
+        check.fail(f"{section}:tls_name", f"is set but mail:{section}:tls is none")
+    if ":" in out["user"]:
+        check.fail(f"{section}:user", "must not contain ':'")
+    if out["password"] and not out["user"]:
+        check.fail(f"{section}:user", f"is empty but mail:{section}:password is set")
+    if out["user"] and not out["password"]:
+        check.fail(f"{section}:password", f"is empty but mail:{section}:user is set")
+    if out["user"] and not out["host"]:
+        check.fail(
+            f"{section}:{host_key}", f"is empty but mail:{section}:user is set: credentials need a server"
+        )
+    if out["user"] and out["tls"] == "none":
+        check.fail(
+            f"{section}:tls", "is none but credentials are set: a password is never sent in clear text"
+        )
+    return out
+
+
+def _validate_relay(check):
+    relay = _validate_upstream(check, "relay", RELAY_TLS)
+    relay["sender"] = check.address("relay:sender")
+    if relay["sender"] and not relay["host"]:
+        check.fail(
+            "relay:sender", "is set but mail:relay:relayhost is empty: it is the sender for a relayhost"
+        )
+    return relay
+
+
+def _validate_senders(value):
+    if not isinstance(value, list) or not all(
+        isinstance(user, str) and _USER_RE.match(user) for user in value
+    ):
+        raise CommandExecutionError(
+            f"Invalid pillar mail:senders: must be a list of local user names, got {value!r}"
+        )
+    for user in value:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise CommandExecutionError(
+                f"Invalid pillar mail:senders: user {user!r} does not exist on this minion"
+            ) from None
+    return sorted(set(value))
+
+
+def _validate_aliases(check, aliases):
+    """Return ``{local name: [addresses]}``; a single address becomes a list of one."""
+    if aliases is None:
+        return {}
+    if not isinstance(aliases, dict):
+        check.fail("aliases", f"must be a mapping of local names to addresses, got {type(aliases).__name__}")
+    result = {}
+    for name, targets in aliases.items():
+        if not isinstance(name, str) or not _LOCAL_NAME_RE.match(name) or name == "default":
+            check.fail(
+                "aliases",
+                f"{name!r} is not a local name (lower-case letters, digits and _ . + -; 'default' is"
+                " what mail:admin stands for)",
+            )
+        key = f"aliases:{name}"
+        addresses = [targets] if isinstance(targets, str) else targets
+        if not isinstance(addresses, list) or not addresses:
+            check.fail(key, "must be an e-mail address or a non-empty list of them")
+        for address in addresses:
+            if not check.address_value(key, address):
+                check.fail(key, "must not contain an empty address")
+        result[name] = list(dict.fromkeys(addresses))
+    return dict(sorted(result.items()))
+
+
+def _main_cf_value(check, key, value):
+    """A main.cf value from a string, number, true/false or a list of strings and numbers."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list) and all(
+        isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value
+    ):
+        value = ", ".join(str(item) for item in value)
+    if not isinstance(value, str):
+        check.fail(key, f"must be a string, a number or a list of them, got {value!r}")
+    if _CONTROL_RE.search(value):
+        check.fail(key, f"{value!r} contains a newline or another control character")
+    return value.strip()
+
+
+def _validate_main_cf(check, main_cf, known_postfix_parameters):
+    if main_cf is None:
+        return {}
+    if not isinstance(main_cf, dict):
+        check.fail("postfix:main_cf", f"must be a mapping of parameter names to values, got {main_cf!r}")
+    result = {}
+    for name, value in main_cf.items():
+        if not isinstance(name, str) or not _POSTFIX_NAME_RE.match(name):
+            check.fail("postfix:main_cf", f"{name!r} is not a Postfix parameter name")
+        key = f"postfix:main_cf:{name}"
+        if name in POSTFIX_PROTECTED or name.startswith(POSTFIX_PROTECTED_PREFIXES):
+            check.fail(
+                key,
+                "is managed by the formula (it keeps the relay closed and send-only, or is derived from"
+                " mail:relay, mail:mailu, mail:admin, mail:aliases or mail:lookup) and cannot be set here",
+            )
+        result[name] = _main_cf_value(check, key, value)
+    if result:
+        known, source = known_postfix_parameters()
+        for name in result:
+            if name not in known:
+                check.fail(
+                    f"postfix:main_cf:{name}", f"is not a parameter Postfix knows (checked with {source})"
+                )
+    return result
+
+
+def validate(raw, known_postfix_parameters, in_container):
+    """
+    The settings of ``raw`` (defaults, per-OS data and pillar merged), checked
+    and normalized. Raises ``CommandExecutionError`` naming the pillar key of
+    the first invalid value.
+
+    known_postfix_parameters
+        Called, only when ``mail:postfix:main_cf`` is set, for ``(names,
+        where they come from)``.
+    in_container
+        Called with the validated ``mail:container`` value; whether this host
+        counts as a container.
+    """
+    check = _Validator(raw)
+    mailu = _validate_upstream(check, "mailu", MAILU_TLS)
+    mailu["queue"] = check.boolean("mailu:queue")
+    if mailu["host"] and not mailu["user"]:
+        check.fail(
+            "mailu:user",
+            "is required when mail:mailu:host is set (Mailu only accepts authenticated submission)",
+        )
+    settings = {
+        "enabled": check.boolean("enabled"),
+        "mode": check.choice("mode", MODES),
+        "container": _validate_container(raw["container"]),
+        "from": check.address("from"),
+        "admin": check.address("admin"),
+        "aliases": _validate_aliases(check, raw["aliases"]),
+        "postfix": {"main_cf": _validate_main_cf(check, raw["postfix"]["main_cf"], known_postfix_parameters)},
+        "msmtp": {"logfile": check.path("msmtp:logfile")},
+        "senders": _validate_senders(raw["senders"]),
+        "timeout": check.integer("timeout", 1, 300),
+        "mailu": mailu,
+        "relay": _validate_relay(check),
+        "alerts": _validate_alerts(check),
+        "health": _validate_health(check),
+        "lookup": _validate_lookup(raw.get("lookup", {})),
+    }
+    if settings["mode"] == "mailu" and not mailu["host"]:
+        check.fail("mailu:host", "is required when mail:mode is mailu")
+    if not in_container(settings["container"]):
+        _require_tls_name_for_postfix(check, "relay", settings["relay"])
+        if mailu["queue"]:
+            _require_tls_name_for_postfix(check, "mailu", mailu)
+    return settings
+
+
+def _validate_alerts(check):
+    units = check.get("alerts:units")
+    if not isinstance(units, list) or not all(
+        isinstance(unit, str) and len(unit) <= 255 and _UNIT_RE.match(unit) for unit in units
+    ):
+        check.fail("alerts:units", f"must be a list of systemd unit names (cron.service), got {units!r}")
+    if any(unit.startswith("mail-alert@") for unit in units):
+        check.fail("alerts:units", "must not list mail-alert@ itself: a failing alert would alert again")
+    return {"units": sorted(set(units)), "interval": check.integer("alerts:interval", 0, 7 * 86400)}
+
+
+def _validate_health(check):
+    on_calendar = check.text("health:on_calendar")
+    if not _CALENDAR_RE.match(on_calendar):
+        check.fail("health:on_calendar", f"{on_calendar!r} is not a systemd calendar expression (daily)")
+    return {
+        "enabled": check.boolean("health:enabled"),
+        "on_calendar": on_calendar,
+        "randomized_delay": check.integer("health:randomized_delay", 0, 86400),
+        "retries": check.integer("health:retries", 0, 10),
+        "retry_delay": check.integer("health:retry_delay", 1, 3600),
+    }
+
+
+def _validate_lookup(lookup):
+    for section in ("msmtp", "postfix"):
+        if not isinstance(lookup.get(section), dict):
+            raise CommandExecutionError(f"Invalid pillar mail:lookup:{section}: must be a mapping")
+    check = _Validator({"lookup": lookup})
+    for path in (
+        "lookup:ca_bundle",
+        "lookup:libexec_dir",
+        "lookup:state_dir",
+        "lookup:systemd_unit_dir",
+        "lookup:cron_dir",
+        "lookup:msmtp:binary",
+        "lookup:msmtp:config",
+        "lookup:msmtp:aliases",
+        "lookup:msmtp:sendmail",
+        "lookup:postfix:config_dir",
+    ):
+        if not check.path(path):
+            check.fail(path, "must not be empty")
+    check.path("lookup:postfix:maillog_file")
+    for path in (
+        "lookup:msmtp:mta_pkg",
+        "lookup:msmtp:group",
+        "lookup:postfix:service",
+        "lookup:postfix:map_type",
+        "lookup:postfix:compatibility_level",
+    ):
+        check.token(path)
+    check.text("lookup:postfix:prestart")
+    for path in ("lookup:msmtp:pkgs", "lookup:postfix:pkgs"):
+        value = check.get(path)
+        if not isinstance(value, list) or not value or not all(_is_package_name(p) for p in value):
+            check.fail(path, "must be a non-empty list of package names")
+    return lookup
+
+
+def _is_package_name(value):
+    return isinstance(value, str) and bool(re.match(r"^[A-Za-z0-9][A-Za-z0-9+._-]*$", value))
+
+
+def is_address(value):
+    """Whether ``value`` is an e-mail address as the formula accepts them."""
+    return bool(_ADDRESS_RE.match(value))
+
+
+def is_user_name(value):
+    """Whether ``value`` is a local user name."""
+    return bool(_USER_RE.match(value))
+
+
+def with_derived_defaults(settings, fqdn):
+    """Fill in what defaults to other values: ``from`` is the Mailu login, or root@<fqdn>."""
+    if not settings["from"]:
+        mailu_user = settings["mailu"]["user"]
+        settings["from"] = mailu_user if is_address(mailu_user) else f"root@{fqdn}"
+    return settings
+
+
+def masked(settings, mask):
+    """A copy of ``settings`` with every password replaced by ``mask``."""
+    result = copy.deepcopy(settings)
+    for section in ("mailu", "relay"):
+        for key in SECRET_KEYS:
+            if result[section][key]:
+                result[section][key] = mask
+    return result
