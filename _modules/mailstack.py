@@ -307,6 +307,9 @@ def _plan(include_secrets):
         "systemd": _systemd_booted(),
         "syslog": _syslog_available(),
         "installed_dropins": _installed_alert_dropins(conf["lookup"]["systemd_unit_dir"]),
+        "health_timer_installed": os.path.exists(
+            os.path.join(FS_ROOT, conf["lookup"]["systemd_unit_dir"].lstrip("/"), "mail-health.timer")
+        ),
         "mailu_user_is_address": __utils__["mailstack_settings.is_address"](conf["mailu"]["user"]),
         "mask": None if include_secrets else MASK,
     }

@@ -297,7 +297,8 @@ def build(conf, decided, container, host):
     host
         Facts of the running system: ``fqdn``, ``systemd`` (PID 1 is
         systemd), ``syslog`` (``/dev/log`` exists), ``installed_dropins``
-        (alert drop-ins present), ``mailu_user_is_address``, and ``mask``:
+        (alert drop-ins present), ``health_timer_installed``,
+        ``mailu_user_is_address``, and ``mask``:
         what replaces passwords, or ``None`` to keep them.
     """
     postfix, msmtp_target, postfix_upstream = _delivery(conf, decided["mode"], container["container"])
@@ -408,6 +409,7 @@ def _health_plan(conf, host):
         "service_file": f"{lookup['systemd_unit_dir']}/{HEALTH_UNIT}.service",
         "timer_file": f"{lookup['systemd_unit_dir']}/{HEALTH_UNIT}.timer",
         "timer": f"{HEALTH_UNIT}.timer",
+        "timer_installed": host["health_timer_installed"],
         "cron_file": f"{lookup['cron_dir']}/{HEALTH_UNIT}",
         "cron_time": {"minute": seed % 60, "hour": seed // 60 % 24},
         "state_file": f"{lookup['state_dir']}/health.last",

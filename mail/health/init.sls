@@ -48,13 +48,12 @@ mail-health-timer-running:
     - require:
       - cmd: mail-alerts-systemd-reload
       - file: mail-health-script
-{%-     else %}
+{%-     elif health.timer_installed %}
 
 mail-health-timer-dead:
   service.dead:
     - name: {{ health.timer }}
     - enable: false
-    - onlyif: test -e {{ health.timer_file }}
 
 mail-health-units:
   file.absent:

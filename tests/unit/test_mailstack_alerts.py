@@ -109,3 +109,13 @@ def test_status_shows_the_last_health_mail(operator, node, tmp_path):
 
 def test_status_without_a_health_mail_yet_shows_none(operator):
     assert operator().status()["health"] is None
+
+
+def test_a_health_timer_left_installed_is_known_so_that_turning_health_off_removes_it(
+    operator, systemd, tmp_path
+):
+    assert operator().plan()["health"]["timer_installed"] is False
+    timer = tmp_path / "root" / "etc/systemd/system/mail-health.timer"
+    timer.parent.mkdir(parents=True, exist_ok=True)
+    timer.write_text("[Timer]\n")
+    assert operator().plan()["health"]["timer_installed"] is True
