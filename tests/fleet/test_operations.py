@@ -162,3 +162,23 @@ def test_flush_after_upstream_returns_delivers_the_deferred_mail_once(fleet, fir
     fleet_peers.smarthost.start()
     flushed = fleet.salt("n1", "mailstack.flush", "wait=60").data["n1"]
     assert flushed["before"]["deferred"] >= 1 and flushed["after"]["total"] == 0, flushed
+
+
+def test_mail_clean_removes_the_alerts_and_the_health_timer_through_systemd(fleet, first_apply):
+    machine = fleet.machines["n1"]
+    cleaned = fleet.salt("n1", "state.apply", "mail.clean")
+    assert_clean(cleaned, {"n1"})
+
+    for path in (
+        DROPIN,
+        "/etc/systemd/system/mail-alert@.service",
+        "/etc/systemd/system/mail-health.timer",
+        "/usr/local/lib/mailstack",
+    ):
+        assert machine.run(["test", "-e", path], check=False).returncode == 1, path
+    assert (
+        machine.run(["systemctl", "is-active", "mail-health.timer"], check=False).stdout.strip() != "active"
+    )
+    assert machine.run(["systemctl", "show", "-p", "OnFailure", FAILING_UNIT]).stdout == "OnFailure=\n"
+    installed = machine.run(["dpkg-query", "-W", "-f=${Status}", "postfix"], check=False).stdout
+    assert "ok installed" not in installed
