@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
 from tests.support.smtp_peers import SmtpPeer, TestCA
 
 
-def _make_traversable(directory: pathlib.Path, up_to: pathlib.Path) -> None:
-    """Let other users reach ``directory`` by adding o+x/g+x up to ``up_to``."""
-    for path in (directory, *directory.parents):
-        mode = path.stat().st_mode
-        if mode & 0o011 != 0o011:
-            path.chmod(mode | 0o011)
-        if path == up_to:
-            break
-
-
 @pytest.fixture(scope="session")
-def test_ca(tmp_path_factory) -> TestCA:
-    directory = tmp_path_factory.mktemp("test-ca")
+def test_ca():
+    """The test CA, in a directory every local user can read: non-root senders
+    (www-data) verify the peers' certificates with it. Not under pytest's
+    basetemp, whose parent pytest makes 0700 again whenever a session starts."""
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="mail-test-ca-"))
     directory.chmod(0o755)
-    _make_traversable(directory, up_to=tmp_path_factory.getbasetemp().parent)
-    return TestCA(directory)
+    yield TestCA(directory)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
