@@ -172,9 +172,9 @@ def _names(args):
     return [args.get("name")]
 
 
-def inventory(states):
-    """What the rendered states manage, independent of state IDs."""
-    inv = {
+def _empty_inventory():
+    """Nothing installed, removed, managed or run."""
+    return {
         "installed": [],
         "removed": [],
         "purged": [],
@@ -188,6 +188,11 @@ def inventory(states):
         "groups_absent": [],
         "other": [],
     }
+
+
+def inventory(states):
+    """What the rendered states manage, independent of state IDs."""
+    inv = _empty_inventory()
     for state_id, module, function, args in states:
         key = f"{module}.{function}"
         if key in ("pkg.installed", "pkg.removed", "pkg.purged"):
@@ -224,20 +229,7 @@ HEALTH_CRON = "/etc/cron.d/mail-health"
 def expected_inventory(profile, mode):
     fam = family_of(profile)
     if mode == "disabled":
-        return {
-            "installed": [],
-            "removed": [],
-            "purged": [],
-            "managed": {},
-            "absent": [],
-            "symlinks": {},
-            "postfix_running": {},
-            "postfix_enabled": [],
-            "postfix_dead": [],
-            "groups_present": {},
-            "groups_absent": [],
-            "other": [],
-        }
+        return _empty_inventory()
     secret = mode in SECRET_MSMTPRC_MODES
     inv = {
         "purged": [],
