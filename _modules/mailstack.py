@@ -156,11 +156,93 @@ def _settings():
     pillar = __pillar__.get("mail")
     cached = __context__.get("mailstack.settings")
     if cached is None or cached[0] != pillar:
+        __context__.pop("mailstack.ownership_error", None)
         __context__["mailstack.settings"] = (
             copy.deepcopy(pillar),
             _validated(_merged_raw()),
         )
     return __context__["mailstack.settings"][1]
+
+
+def _ownership_error():
+    """Why applying the plan would touch what is not the formula's, or ``""``; once per run."""
+    if "mailstack.ownership_error" not in __context__:
+        try:
+            _refuse_what_is_not_the_formulas()
+            __context__["mailstack.ownership_error"] = ""
+        except CommandExecutionError as exc:
+            __context__["mailstack.ownership_error"] = str(exc)
+    return __context__["mailstack.ownership_error"]
+
+
+def _refuse_what_is_not_the_formulas():
+    """Stop before any change when the plan would write, chown or remove what
+    is not the formula's: a file it did not write, a path through a link, a
+    group it did not create, a log file others could forge."""
+    conf = _settings()
+    current = _plan(include_secrets=False)
+    if current["mode"] == "disabled":
+        return
+    owned = __utils__["mailstack_owned.foreign_file_problem"]
+    for key, path in __utils__["mailstack_plan.written_files"](current, conf):
+        problem = owned(os.path.join(FS_ROOT, path.lstrip("/")))
+        if problem:
+            raise CommandExecutionError(f"Invalid pillar mail:{key}: {problem}")
+    lookup = conf["lookup"]
+    for key, path in (
+        ("lookup:postfix:config_dir", f"{lookup['postfix']['config_dir']}/main.cf"),
+        ("lookup:msmtp:sendmail", lookup["msmtp"]["sendmail"]),
+        ("lookup:state_dir", lookup["state_dir"]),
+        ("lookup:libexec_dir", lookup["libexec_dir"]),
+    ):
+        link = __utils__["mailstack_owned.symlink_on_path"](os.path.dirname(path), FS_ROOT)
+        if link or (key.endswith("_dir") and os.path.islink(os.path.join(FS_ROOT, path.lstrip("/")))):
+            raise CommandExecutionError(
+                f"Invalid pillar mail:{key}: {link or path} is a symbolic link, and the formula never"
+                " writes through one"
+            )
+    _refuse_foreign_group(conf)
+    _refuse_shared_log_file(conf, current)
+
+
+def _state_dir(conf):
+    return os.path.join(FS_ROOT, conf["lookup"]["state_dir"].lstrip("/"))
+
+
+def _refuse_foreign_group(conf):
+    import grp  # pylint: disable=import-outside-toplevel
+
+    group = conf["lookup"]["msmtp"]["group"]
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        return
+    if not __utils__["mailstack_owned.owns"](_state_dir(conf), "groups", group):
+        raise CommandExecutionError(
+            f"Invalid pillar mail:lookup:msmtp:group: group {group!r} exists and was not created by the"
+            " mail formula, which only creates, fills and removes a group of its own: choose a name no"
+            " group has"
+        )
+
+
+def _refuse_shared_log_file(conf, current):
+    problem = __utils__["mailstack_plan.msmtp_log_problem"](conf, current["files"]["secret_in_msmtprc"])
+    if problem:
+        raise CommandExecutionError(f"Invalid pillar mail:msmtp:logfile: {problem}")
+    logfile = conf["msmtp"]["logfile"]
+    if not logfile:
+        return
+    path = os.path.join(FS_ROOT, logfile.lstrip("/"))
+    link = __utils__["mailstack_owned.symlink_on_path"](path)
+    recorded = logfile in __utils__["mailstack_owned.load"](_state_dir(conf))["files"]
+    if link:
+        problem = f"{link} is a symbolic link, and the formula never writes through one"
+    elif os.path.lexists(path) and not recorded:
+        problem = f"{logfile} exists and was not created by the mail formula: choose a new file"
+    elif not os.path.isdir(os.path.dirname(path)):
+        problem = f"{os.path.dirname(logfile)} does not exist: the log file goes into an existing directory"
+    if problem:
+        raise CommandExecutionError(f"Invalid pillar mail:msmtp:logfile: {problem}")
 
 
 def settings(include_secrets=False):
@@ -181,11 +263,17 @@ def settings(include_secrets=False):
     return copy.deepcopy(result) if include_secrets else __utils__["mailstack_settings.masked"](result, MASK)
 
 
-def validation_error():
+def validation_error(writes=True):
     """
     Return why the settings are invalid, as one message naming the pillar
     key, or an empty string when they are valid. The formula's states check
     this first and change nothing when it is not empty.
+
+    writes
+        Also refuse a plan that would write, chown or remove what is not the
+        formula's (a file it did not write, a path through a symbolic link, a
+        group it did not create, a log file others could forge). ``mail.clean``,
+        which only removes what is the formula's, passes ``False``.
 
     CLI Example:
 
@@ -197,7 +285,7 @@ def validation_error():
         _settings()
     except CommandExecutionError as exc:
         return str(exc)
-    return ""
+    return _ownership_error() if writes else ""
 
 
 # ------------------------------------------------------------- container ---
@@ -333,6 +421,20 @@ def alert_dropins():
         salt '*' mailstack.alert_dropins
     """
     return _installed_alert_dropins(_settings()["lookup"]["systemd_unit_dir"])
+
+
+def owned_files():
+    """
+    The files the formula created and recorded as its own (the msmtp log
+    file), which ``mail.clean`` removes with the files that carry its marker.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.owned_files
+    """
+    return __utils__["mailstack_owned.load"](_state_dir(_settings()))["files"]
 
 
 def plan(include_secrets=False):

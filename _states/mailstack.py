@@ -202,9 +202,9 @@ def _action(service, action, prestart):
         ok, message = _action(service, "stop", prestart)
         return _action(service, "start", prestart) if ok else (ok, message)
     if action == "start" and prestart:
-        result = __salt__["cmd.run_all"](prestart, python_shell=True, ignore_retcode=True)
-        if result["retcode"] != 0:
-            return False, f"{prestart} failed: {result['stderr'] or result['stdout']}"
+        ok, out = _run(list(prestart))
+        if not ok:
+            return False, f"{' '.join(prestart)} failed: {out}"
     ok, out = _run(["postfix", action])
     return ok, f"postfix {action} failed: {out}"
 
@@ -218,15 +218,16 @@ def _act_and_report(name, action, prestart, changes):
     return _ret(name, True, f"Postfix {action}ed" if action != "stop" else "Postfix stopped", changes)
 
 
-def postfix_running(name="postfix", prestart=""):
+def postfix_running(name="postfix", prestart=()):
     """
     Ensure Postfix runs with the listening settings of its current main.cf.
 
     name
         The service name (used where systemd runs).
     prestart
-        Shell command run before ``postfix start`` where no init system runs
-        (Debian: ``/usr/lib/postfix/configure-instance.sh -`` prepares the chroot).
+        Argument list run (without a shell) before ``postfix start`` where no
+        init system runs (Debian: ``[/usr/lib/postfix/configure-instance.sh, -]``
+        prepares the chroot).
     """
     if not _is_running(name):
         action, changes = _start_action(name), {"postfix": "started"}
@@ -251,7 +252,7 @@ def postfix_dead(name="postfix"):
     return _act_and_report(name, "stop", "", {"postfix": "stopped"})
 
 
-def mod_watch(name, sfun=None, prestart="", **kwargs):
+def mod_watch(name, sfun=None, prestart=(), **kwargs):
     """
     Reload Postfix after a watched change, or restart it when the listening
     settings changed; start it if it is not running.
@@ -322,8 +323,182 @@ def postmapped(name, map_type="hash"):
         return _ret(name, True, f"{table} is up to date")
     if __opts__["test"]:
         return _ret(name, None, f"{table} would be rebuilt", changes)
-    ok, out = _run(["postmap", f"{map_type}:{name}"])
+    # postmap creates the table 0644: with umask 077 it is never readable by others.
+    result = __salt__["cmd.run_all"](
+        ["postmap", f"{map_type}:{name}"], python_shell=False, umask="077", output_loglevel="debug"
+    )
+    ok, out = result["retcode"] == 0, (result["stdout"] + "\n" + result["stderr"]).strip()
     if not ok:
         return _ret(name, False, f"postmap {map_type}:{name} failed: {out}")
     os.chmod(table, os.stat(name).st_mode & 0o777)
     return _ret(name, True, f"{table} rebuilt", changes)
+
+
+# ----------------------------------------------------- what the formula owns ---
+
+
+def _owned(function):
+    return __utils__[f"mailstack_owned.{function}"]
+
+
+def owned_group(name, members=(), state_dir="/var/lib/mailstack"):
+    """
+    Ensure the formula's own group ``name`` exists with exactly ``members``.
+    A group of that name the formula did not create is left alone and the
+    state fails saying so.
+    """
+    import grp  # pylint: disable=import-outside-toplevel
+
+    members = sorted(members)
+    try:
+        current = sorted(grp.getgrnam(name).gr_mem)
+    except KeyError:
+        current = None
+    if current is not None and not _owned("owns")(state_dir, "groups", name):
+        return _ret(
+            name, False, f"group {name} exists and was not created by the mail formula: it is left as it is"
+        )
+    if current == members:
+        return _ret(name, True, f"group {name} has members {', '.join(members) or '(none)'}")
+    changes = {"group": name if current is None else "members", "members": members}
+    if __opts__["test"]:
+        return _ret(
+            name, None, f"group {name} would be set to {', '.join(members) or '(no members)'}", changes
+        )
+    if current is None:
+        if not __salt__["group.add"](name, system=True):
+            return _ret(name, False, f"group {name} could not be created")
+        _owned("record")(state_dir, "groups", name)
+    if not __salt__["group.members"](name, ",".join(members)):
+        return _ret(name, False, f"the members of group {name} could not be set")
+    return _ret(name, True, f"group {name} has members {', '.join(members) or '(none)'}", changes)
+
+
+def owned_group_absent(name, state_dir="/var/lib/mailstack"):
+    """Remove group ``name`` if the formula created it; any other group stays."""
+    import grp  # pylint: disable=import-outside-toplevel
+
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        _owned("forget")(state_dir, "groups", name)
+        return _ret(name, True, f"group {name} is absent")
+    if not _owned("owns")(state_dir, "groups", name):
+        return _ret(name, True, f"group {name} was not created by the mail formula: left as it is")
+    if __opts__["test"]:
+        return _ret(name, None, f"group {name} would be removed", {"group": "removed"})
+    if not __salt__["group.delete"](name):
+        return _ret(name, False, f"group {name} could not be removed")
+    _owned("forget")(state_dir, "groups", name)
+    return _ret(name, True, f"group {name} removed", {"group": "removed"})
+
+
+def owned_log_file(name, mode="0600", state_dir="/var/lib/mailstack"):
+    """
+    Ensure the log file ``name`` exists as root's with ``mode``. The formula
+    creates it (never through a link) and records it; a file of that name it
+    did not create is left alone and the state fails saying so.
+    """
+    mode = int(str(mode), 8)
+    link = _owned("symlink_on_path")(name)
+    if link:
+        return _ret(name, False, f"{link} is a symbolic link: the log file is not written through it")
+    exists = os.path.lexists(name)
+    if exists and name not in _owned("load")(state_dir)["files"]:
+        return _ret(
+            name, False, f"{name} exists and was not created by the mail formula: it is left as it is"
+        )
+    if not exists:
+        changes = {"created": name, "mode": f"{mode:04o}"}
+        if __opts__["test"]:
+            return _ret(name, None, f"{name} would be created", changes)
+        _owned("record")(state_dir, "files", name)
+        _owned("create_private_file")(name, 0, 0, mode)
+        return _ret(name, True, f"{name} created", changes)
+    if __opts__["test"]:
+        current = os.lstat(name)
+        if (current.st_uid, current.st_gid, current.st_mode & 0o7777) == (0, 0, mode):
+            return _ret(name, True, f"{name} is in place")
+        return _ret(name, None, f"{name} would get owner root and mode {mode:04o}", {"mode": f"{mode:04o}"})
+    changes = _owned("set_owner_and_mode")(name, 0, 0, mode)
+    return _ret(name, True, f"{name} is in place", changes)
+
+
+def formula_files_absent(name, paths=(), tables=(), state_dir="/var/lib/mailstack"):
+    """
+    Remove those of ``paths`` that are the formula's (its marker, or its
+    record) and, for each of them, its Postfix tables among ``tables``
+    (``<name>.db``...). Anything else is left, and the comment says so.
+    """
+    removed, left = [], []
+    for path in paths:
+        ours = _owned("carries_marker")(path) or path in _owned("load")(state_dir)["files"]
+        companions = [table for table in tables if table.startswith(path + ".")]
+        if not os.path.lexists(path):
+            continue
+        if __opts__["test"]:
+            (removed if ours else left).append(path)
+            continue
+        outcome = _owned("remove_if_ours")(path, state_dir)
+        if outcome != "removed":
+            left.append(outcome)
+            continue
+        removed.append(path)
+        for table in companions:
+            if os.path.isfile(table) and not os.path.islink(table):
+                os.unlink(table)
+                removed.append(table)
+    comment = "; ".join(left) if left else f"{name}: nothing of the formula's left"
+    if not removed:
+        return _ret(name, True, comment)
+    changes = {"removed": removed}
+    if __opts__["test"]:
+        return _ret(name, None, f"would remove {', '.join(removed)}", changes)
+    return _ret(name, True, comment, changes)
+
+
+def formula_dir_absent(name, files=(), subdirs=()):
+    """
+    Remove the formula's own directory ``name``: the ``files`` it holds (names
+    relative to it), the regular files in its ``subdirs``, then each directory
+    that is empty. Nothing else in it is touched, and no link is followed.
+    """
+    link = _owned("symlink_on_path")(name)
+    if link:
+        return _ret(name, True, f"{link} is a symbolic link: {name} is left as it is")
+    if not os.path.isdir(name):
+        return _ret(name, True, f"{name} is absent")
+    doomed = [os.path.join(name, entry) for entry in files if os.path.isfile(os.path.join(name, entry))]
+    for subdir in subdirs:
+        path = os.path.join(name, subdir)
+        if os.path.isdir(path) and not os.path.islink(path):
+            doomed += [entry.path for entry in os.scandir(path) if entry.is_file(follow_symlinks=False)]
+    dirs = [os.path.join(name, subdir) for subdir in subdirs] + [name]
+    if __opts__["test"]:
+        return _ret(name, None, f"{name} and the formula's files in it would be removed", {"removed": name})
+    for path in doomed:
+        if not os.path.islink(path):
+            os.unlink(path)
+    left = []
+    for path in dirs:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            left.append(path)
+    changes = {"removed": doomed + [d for d in dirs if not os.path.exists(d)]}
+    comment = (
+        f"left {', '.join(left)}: it holds files the formula did not put there" if left else f"{name} removed"
+    )
+    return _ret(name, True, comment, changes if changes["removed"] else {})
+
+
+def sendmail_link_absent(name, target):
+    """Remove ``name`` only if it is a symbolic link to ``target`` (the link the formula made)."""
+    if not os.path.islink(name) or os.readlink(name) != target:
+        return _ret(name, True, f"{name} is not the formula's link to {target}")
+    if __opts__["test"]:
+        return _ret(name, None, f"{name} would be removed", {"removed": name})
+    os.unlink(name)
+    return _ret(name, True, f"{name} removed", {"removed": name})

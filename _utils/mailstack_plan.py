@@ -12,6 +12,10 @@ import zlib
 
 MSMTP_MAX_LINE = 499
 
+# The first line of every file the formula writes with content: what tells
+# mail.clean (and the next apply) that the file is the formula's.
+HEADER = "# Managed by Salt (mail formula). Local changes are overwritten.\n"
+
 ALERT_UNIT = "mail-alert@.service"
 
 ALERT_DROPIN = "50-mail-alert.conf"
@@ -196,7 +200,11 @@ def _recipient_canonical(admin, aliases, myhostname):
     domains = _local_domains_pattern(myhostname)
     lines = [f"/{_local_address_pattern(_ere_escape(name), myhostname)}/ ${{1}}" for name in aliases]
     lines += [f"/^[^@]+@({domains})$/ {admin}", f"/^[^@]+$/ {admin}"]
-    return "".join(line + "\n" for line in lines)
+    return _with_header(lines)
+
+
+def _with_header(lines):
+    return HEADER + "".join(line + "\n" for line in lines) if lines else ""
 
 
 def _virtual_alias(aliases, myhostname):
@@ -204,7 +212,7 @@ def _virtual_alias(aliases, myhostname):
         f"/{_local_address_pattern(_ere_escape(name), myhostname)}/ {', '.join(addresses)}"
         for name, addresses in aliases.items()
     ]
-    return "".join(line + "\n" for line in lines)
+    return _with_header(lines)
 
 
 def _sasl_passwd(upstream):
@@ -218,15 +226,11 @@ def _msmtp_quote(value):
     return f'"{value}"'
 
 
-def _msmtp_log(conf, secret_in_msmtprc, syslog):
-    """Where msmtp logs, and who may append to a log file: those who may send."""
+def _msmtp_log(conf, syslog):
+    """Where msmtp logs. A log file is root's alone: only root may send where one is allowed."""
     logfile = conf["msmtp"]["logfile"]
     if logfile:
-        if secret_in_msmtprc:
-            owner = {"user": "root", "group": conf["lookup"]["msmtp"]["group"], "mode": "0660"}
-        else:  # every local user may send: each can append, none can read.
-            owner = {"user": "root", "group": "root", "mode": "0622"}
-        return {"line": ("logfile", logfile), "logfile": logfile, **owner, "where": logfile}
+        return {"line": ("logfile", logfile), "logfile": logfile, "mode": "0600", "where": logfile}
     if syslog:
         return {"line": ("syslog", "LOG_MAIL"), "logfile": "", "where": "syslog (facility LOG_MAIL)"}
     return {
@@ -234,6 +238,52 @@ def _msmtp_log(conf, secret_in_msmtprc, syslog):
         "logfile": "",
         "where": "nowhere: no syslog (/dev/log) and mail:msmtp:logfile is empty",
     }
+
+
+def msmtp_log_problem(conf, secret_in_msmtprc):
+    """Why ``mail:msmtp:logfile`` cannot be used here, or ``None``: every user
+    who can append to a log file can also truncate it or forge lines in it."""
+    if not conf["msmtp"]["logfile"]:
+        return None
+    if not secret_in_msmtprc:
+        return (
+            "every local user may send here (msmtp holds no password), and a log file every sender can"
+            " append to is one any of them can truncate or forge lines in: leave it empty so that"
+            " msmtp logs to syslog"
+        )
+    if conf["senders"]:
+        return (
+            "mail:senders may send too, and a log file they can append to is one each of them can"
+            " truncate or forge lines in: leave it empty so that msmtp logs to syslog"
+        )
+    return None
+
+
+def written_files(plan, conf):
+    """``(pillar key, path)`` of every file this plan writes with content (each
+    carries the formula's marker), for the module to check before any change."""
+    lookup, files = conf["lookup"], plan["files"]
+    config_dir = lookup["postfix"]["config_dir"]
+    written = [("lookup:msmtp:config", lookup["msmtp"]["config"])]
+    if files["msmtp_aliases"]:
+        written.append(("lookup:msmtp:aliases", lookup["msmtp"]["aliases"]))
+    for name in ("sasl_passwd", "recipient_canonical", "virtual_alias"):
+        if files[name]:
+            written.append(("lookup:postfix:config_dir", f"{config_dir}/{name}"))
+    alerts, health = plan["alerts"], plan["health"]
+    if alerts["active"]:
+        written += [
+            ("lookup:libexec_dir", alerts["script"]),
+            ("lookup:systemd_unit_dir", alerts["unit_file"]),
+        ]
+        written += [("alerts:units", path) for path in alerts["dropins"].values()]
+    if health["enabled"]:
+        written.append(("lookup:libexec_dir", health["script"]))
+        if health["systemd"]:
+            written += [("lookup:systemd_unit_dir", health[k]) for k in ("service_file", "timer_file")]
+        else:
+            written.append(("lookup:cron_dir", health["cron_file"]))
+    return written
 
 
 def _msmtprc(conf, target, envelope_sender, relay_sender="", log_line=None):
@@ -277,7 +327,7 @@ def _msmtp_aliases(admin, aliases):
     lines = [_msmtp_alias_line(name, addresses) for name, addresses in aliases.items()]
     if admin:
         lines.append(_msmtp_alias_line("default", [admin]))
-    return "".join(line + "\n" for line in lines)
+    return _with_header(lines)
 
 
 def _who_can_send(conf, secret_in_msmtprc):
@@ -313,7 +363,7 @@ def build(conf, decided, container, host):
     msmtp_sender = "" if postfix else relay_sender
     myhostname = host["fqdn"]
     secret_in_msmtprc = bool(msmtp_target["user"])
-    msmtp_log = _msmtp_log(conf, secret_in_msmtprc, host["syslog"])
+    msmtp_log = _msmtp_log(conf, host["syslog"])
     return {
         "mode": decided["mode"],
         "mode_reason": decided["reason"],

@@ -30,22 +30,17 @@ SECRET_KEYS = ("password",)
 FREE_FORM_KEYS = ("mail:aliases", "mail:postfix:main_cf")
 
 
-POSTFIX_PROTECTED = frozenset(
+# main.cf parameters the formula sets from other keys: naming one in
+# mail:postfix:main_cf gets a message saying where it comes from.
+POSTFIX_MANAGED = frozenset(
     (
         "inet_interfaces",
-        "proxy_interfaces",
         "mynetworks",
-        "mynetworks_style",
         "mydestination",
-        "relay_domains",
-        "virtual_alias_domains",
-        "virtual_mailbox_domains",
         "local_transport",
         "default_transport",
         "relay_transport",
-        "transport_maps",
         "smtpd_relay_restrictions",
-        "smtpd_recipient_restrictions",
         "relayhost",
         "myhostname",
         "myorigin",
@@ -57,51 +52,131 @@ POSTFIX_PROTECTED = frozenset(
         "virtual_alias_maps",
         "sender_canonical_maps",
         "sender_canonical_classes",
-        "smtp_generic_maps",
+        "smtp_host_lookup",
         "smtp_tls_security_level",
         "smtp_tls_secure_cert_match",
         "smtp_tls_CAfile",
-        "smtp_tls_CApath",
         "smtp_tls_wrappermode",
-        "smtp_tls_policy_maps",
-        "smtp_use_tls",
-        "smtp_enforce_tls",
-        "smtp_tls_enforce_peername",
+        "smtp_sasl_auth_enable",
+        "smtp_sasl_password_maps",
+        "smtp_sasl_security_options",
+        "smtp_sasl_tls_security_options",
     )
 )
 
 
-POSTFIX_PROTECTED_PREFIXES = ("smtp_sasl_",)
+# The only main.cf parameters mail:postfix:main_cf may set (pillar.example says
+# why each family is safe). None of them changes where mail goes, who gets a
+# copy, what is logged of a session, which programs run or which files are read.
+POSTFIX_TUNABLE = frozenset(
+    (
+        # Sizes and limits.
+        "message_size_limit",
+        "header_size_limit",
+        "line_length_limit",
+        "bounce_size_limit",
+        "queue_minfree",
+        "smtp_line_length_limit",
+        "smtp_mx_address_limit",
+        "smtp_mx_session_limit",
+        "smtpd_recipient_limit",
+        "qmgr_message_active_limit",
+        "qmgr_message_recipient_limit",
+        "default_process_limit",
+        # Concurrency and rate towards the next hop.
+        "default_destination_concurrency_limit",
+        "smtp_destination_concurrency_limit",
+        "initial_destination_concurrency",
+        "default_destination_recipient_limit",
+        "smtp_destination_recipient_limit",
+        "default_destination_rate_delay",
+        "smtp_destination_rate_delay",
+        # Queue lifetimes and retry times.
+        "maximal_queue_lifetime",
+        "bounce_queue_lifetime",
+        "minimal_backoff_time",
+        "maximal_backoff_time",
+        "queue_run_delay",
+        "delay_warning_time",
+        # Timeouts.
+        "smtp_connect_timeout",
+        "smtp_helo_timeout",
+        "smtp_mail_timeout",
+        "smtp_rcpt_timeout",
+        "smtp_data_init_timeout",
+        "smtp_data_xfer_timeout",
+        "smtp_data_done_timeout",
+        "smtp_quit_timeout",
+        "smtp_starttls_timeout",
+        "smtpd_timeout",
+        # TLS protocol and cipher hardening (the certificate check stays the formula's).
+        "smtp_tls_protocols",
+        "smtp_tls_mandatory_protocols",
+        "smtp_tls_ciphers",
+        "smtp_tls_mandatory_ciphers",
+        "smtp_tls_exclude_ciphers",
+        "smtp_tls_mandatory_exclude_ciphers",
+        "tls_high_cipherlist",
+        "tls_medium_cipherlist",
+        "tls_preempt_cipherlist",
+        "tls_ssl_options",
+        # How this host introduces itself and which addresses it uses.
+        "smtp_helo_name",
+        "inet_protocols",
+        "smtp_address_preference",
+        "smtputf8_enable",
+    )
+)
 
 
-_POSTFIX_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
+# Where the files the formula writes or removes may be (see _validate_paths).
+SYSTEMD_UNIT_DIRS = ("/etc/systemd/system", "/usr/local/lib/systemd/system")
+CRON_DIRS = ("/etc/cron.d",)
+OWN_DIR_NAME = "mailstack"
+LOG_DIR = "/var/log/"
+
+
+_POSTFIX_NAME_RE = re.compile(r"[A-Za-z0-9_]+")
 
 
 _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
 
 
-_HOST_RE = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
+_HOST_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 
 
-_ADDRESS_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
 
 
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?")
 
 
-_LOCAL_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.+-]{0,63}$")
+_LOCAL_NAME_RE = re.compile(r"[a-z0-9_][a-z0-9_.+-]{0,63}")
 
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# systemd unit names the formula writes drop-ins for and passes to systemctl and
+# scripts: no backslash escapes, and not starting with "-" (an option).
 _UNIT_RE = re.compile(
-    r"^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\@-]*)?"
-    r"\.(service|socket|timer|mount|automount|path|target|swap|slice)$"
+    r"[A-Za-z0-9_:][A-Za-z0-9:_.-]*(@[A-Za-z0-9:_.-]*)?"
+    r"\.(service|socket|timer|mount|automount|path|target|swap|slice)"
 )
 
 
-_CALENDAR_RE = re.compile(r"^[A-Za-z0-9 *:,./~+-]+$")
+_PACKAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]*")
+
+
+_GROUP_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+# Absolute paths of plain characters: no white space, quotes, shell or glob
+# characters, and no component that starts with a dot (no "..", no ".").
+_PLAIN_PATH_RE = re.compile(r"(/[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*)+")
+
+
+_CALENDAR_RE = re.compile(r"[A-Za-z0-9 *:,./~+-]+")
 
 
 def merge(layers, pillar):
@@ -207,7 +282,7 @@ class _Validator:
             self.fail(path, f"must be an e-mail address (a string), got a {type(value).__name__}")
         if value != value.strip() or re.search(r"\s", value) or _CONTROL_RE.search(value):
             self.fail(path, f"{value!r} contains white space or a control character")
-        if value and not _ADDRESS_RE.match(value):
+        if value and not _ADDRESS_RE.fullmatch(value):
             self.fail(path, f"{value!r} is not an e-mail address (user@example.org)")
         return value
 
@@ -215,6 +290,18 @@ class _Validator:
         value = self.token(path)
         if value and not value.startswith("/"):
             self.fail(path, f"{value!r} must be an absolute path")
+        if value and not _PLAIN_PATH_RE.fullmatch(value):
+            self.fail(
+                path,
+                f"{value!r} must be a plain absolute path: letters, digits and _ + @ - . only,"
+                " no component starting with a dot",
+            )
+        return value
+
+    def path_under(self, path, parent):
+        value = self.path(path)
+        if value and not (value.startswith(parent) and len(value) > len(parent)):
+            self.fail(path, f"{value!r} must be a file under {parent}")
         return value
 
 
@@ -239,7 +326,7 @@ def _require_tls_name_for_postfix(check, section, upstream):
 def _is_host(value):
     if _is_ip_address(value):
         return True
-    return len(value) <= 253 and bool(_HOST_RE.match(value)) and not value.replace(".", "").isdigit()
+    return len(value) <= 253 and bool(_HOST_RE.fullmatch(value)) and not value.replace(".", "").isdigit()
 
 
 def _validate_container(value):
@@ -292,7 +379,7 @@ def _validate_relay(check):
 
 def _validate_senders(value):
     if not isinstance(value, list) or not all(
-        isinstance(user, str) and _USER_RE.match(user) for user in value
+        isinstance(user, str) and _USER_RE.fullmatch(user) for user in value
     ):
         raise CommandExecutionError(
             f"Invalid pillar mail:senders: must be a list of local user names, got {value!r}"
@@ -315,7 +402,7 @@ def _validate_aliases(check, aliases):
         check.fail("aliases", f"must be a mapping of local names to addresses, got {type(aliases).__name__}")
     result = {}
     for name, targets in aliases.items():
-        if not isinstance(name, str) or not _LOCAL_NAME_RE.match(name) or name == "default":
+        if not isinstance(name, str) or not _LOCAL_NAME_RE.fullmatch(name) or name == "default":
             check.fail(
                 "aliases",
                 f"{name!r} is not a local name (lower-case letters, digits and _ . + -; 'default' is"
@@ -356,14 +443,22 @@ def _validate_main_cf(check, main_cf, known_postfix_parameters):
         check.fail("postfix:main_cf", f"must be a mapping of parameter names to values, got {main_cf!r}")
     result = {}
     for name, value in main_cf.items():
-        if not isinstance(name, str) or not _POSTFIX_NAME_RE.match(name):
+        if not isinstance(name, str) or not _POSTFIX_NAME_RE.fullmatch(name):
             check.fail("postfix:main_cf", f"{name!r} is not a Postfix parameter name")
         key = f"postfix:main_cf:{name}"
-        if name in POSTFIX_PROTECTED or name.startswith(POSTFIX_PROTECTED_PREFIXES):
+        if name in POSTFIX_MANAGED:
             check.fail(
                 key,
                 "is managed by the formula (it keeps the relay closed and send-only, or is derived from"
                 " mail:relay, mail:mailu, mail:admin, mail:aliases or mail:lookup) and cannot be set here",
+            )
+        if name not in POSTFIX_TUNABLE:
+            check.fail(
+                key,
+                "is not one of the parameters pillar may tune (sizes, rates, queue lifetimes, timeouts,"
+                " TLS protocols and ciphers, HELO name; the list is in pillar.example): anything that"
+                " could change where mail goes, who receives a copy, what is logged or which programs"
+                " run is refused",
             )
         result[name] = _main_cf_value(check, key, value)
     if result:
@@ -405,7 +500,7 @@ def validate(raw, known_postfix_parameters, in_container):
         "admin": check.address("admin"),
         "aliases": _validate_aliases(check, raw["aliases"]),
         "postfix": {"main_cf": _validate_main_cf(check, raw["postfix"]["main_cf"], known_postfix_parameters)},
-        "msmtp": {"logfile": check.path("msmtp:logfile")},
+        "msmtp": {"logfile": check.path_under("msmtp:logfile", LOG_DIR)},
         "senders": _validate_senders(raw["senders"]),
         "timeout": check.integer("timeout", 1, 300),
         "mailu": mailu,
@@ -426,17 +521,24 @@ def validate(raw, known_postfix_parameters, in_container):
 def _validate_alerts(check):
     units = check.get("alerts:units")
     if not isinstance(units, list) or not all(
-        isinstance(unit, str) and len(unit) <= 255 and _UNIT_RE.match(unit) for unit in units
+        isinstance(unit, str) and len(unit) <= 255 and _UNIT_RE.fullmatch(unit) for unit in units
     ):
         check.fail("alerts:units", f"must be a list of systemd unit names (cron.service), got {units!r}")
-    if any(unit.startswith("mail-alert@") for unit in units):
-        check.fail("alerts:units", "must not list mail-alert@ itself: a failing alert would alert again")
+    for unit in units:
+        if unit.startswith("mail-alert@"):
+            check.fail("alerts:units", "must not list mail-alert@ itself: a failing alert would alert again")
+        if unit.split("@", 1)[0].rsplit(".", 1)[0].endswith("-"):
+            check.fail(
+                "alerts:units",
+                f"{unit!r} names a prefix drop-in (systemd applies {unit}.d/ to every unit whose name"
+                " starts with it, mail-alert@ included): list the units themselves",
+            )
     return {"units": sorted(set(units)), "interval": check.integer("alerts:interval", 0, 7 * 86400)}
 
 
 def _validate_health(check):
     on_calendar = check.text("health:on_calendar")
-    if not _CALENDAR_RE.match(on_calendar):
+    if not _CALENDAR_RE.fullmatch(on_calendar):
         check.fail("health:on_calendar", f"{on_calendar!r} is not a systemd calendar expression (daily)")
     return {
         "enabled": check.boolean("health:enabled"),
@@ -452,30 +554,22 @@ def _validate_lookup(lookup):
         if not isinstance(lookup.get(section), dict):
             raise CommandExecutionError(f"Invalid pillar mail:lookup:{section}: must be a mapping")
     check = _Validator({"lookup": lookup})
-    for path in (
-        "lookup:ca_bundle",
-        "lookup:libexec_dir",
-        "lookup:state_dir",
-        "lookup:systemd_unit_dir",
-        "lookup:cron_dir",
-        "lookup:msmtp:binary",
-        "lookup:msmtp:config",
-        "lookup:msmtp:aliases",
-        "lookup:msmtp:sendmail",
-        "lookup:postfix:config_dir",
-    ):
+    for path in ("lookup:ca_bundle", "lookup:msmtp:binary"):
         if not check.path(path):
             check.fail(path, "must not be empty")
-    check.path("lookup:postfix:maillog_file")
-    for path in (
-        "lookup:msmtp:mta_pkg",
-        "lookup:msmtp:group",
-        "lookup:postfix:service",
-        "lookup:postfix:map_type",
-        "lookup:postfix:compatibility_level",
-    ):
-        check.token(path)
-    check.text("lookup:postfix:prestart")
+    _validate_written_paths(check)
+    check.path_under("lookup:postfix:maillog_file", LOG_DIR)
+    if lookup["msmtp"]["mta_pkg"] and not _is_package_name(check.token("lookup:msmtp:mta_pkg")):
+        check.fail("lookup:msmtp:mta_pkg", "must be a package name or empty")
+    if not _GROUP_RE.fullmatch(check.token("lookup:msmtp:group")):
+        check.fail("lookup:msmtp:group", "must be a group name (lower-case letters, digits, _ and -)")
+    service = check.token("lookup:postfix:service")
+    if not (_UNIT_RE.fullmatch(service) or _UNIT_RE.fullmatch(service + ".service")):
+        check.fail("lookup:postfix:service", f"{service!r} is not a systemd unit name")
+    check.choice("lookup:postfix:map_type", MAP_TYPES)
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", check.token("lookup:postfix:compatibility_level")):
+        check.fail("lookup:postfix:compatibility_level", "must be a Postfix compatibility level (3.6)")
+    lookup["postfix"]["prestart"] = _validate_prestart(check)
     for path in ("lookup:msmtp:pkgs", "lookup:postfix:pkgs"):
         value = check.get(path)
         if not isinstance(value, list) or not value or not all(_is_package_name(p) for p in value):
@@ -483,18 +577,92 @@ def _validate_lookup(lookup):
     return lookup
 
 
+MAP_TYPES = ("hash", "btree", "lmdb", "cdb")
+
+
+def _validate_written_paths(check):
+    """Paths the formula writes, chowns or removes: each confined to what is the formula's."""
+    for path in ("lookup:libexec_dir", "lookup:state_dir"):
+        value = check.path(path)
+        if value.rsplit("/", 1)[-1] != OWN_DIR_NAME or value.count("/") < 2:
+            check.fail(
+                path,
+                f"{value!r} must be a directory of the formula's own, named {OWN_DIR_NAME}"
+                f" (/var/lib/{OWN_DIR_NAME}): mail.clean removes what the formula put there",
+            )
+    for path, allowed in (("lookup:systemd_unit_dir", SYSTEMD_UNIT_DIRS), ("lookup:cron_dir", CRON_DIRS)):
+        if check.path(path) not in allowed:
+            check.fail(path, f"must be one of {', '.join(allowed)}")
+    config_dir = check.path("lookup:postfix:config_dir")
+    if not re.fullmatch(r"/etc/postfix(-[a-z0-9][a-z0-9_-]*)?", config_dir):
+        check.fail(
+            "lookup:postfix:config_dir", "must be /etc/postfix or a Postfix instance's /etc/postfix-<name>"
+        )
+    config = check.path("lookup:msmtp:config")
+    if config not in ("/etc/msmtprc", "/usr/local/etc/msmtprc"):
+        check.fail(
+            "lookup:msmtp:config",
+            "must be msmtp's system configuration, /etc/msmtprc (or /usr/local/etc/msmtprc)",
+        )
+    aliases = check.path("lookup:msmtp:aliases")
+    if (
+        not re.fullmatch(r"/(usr/local/)?etc/[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*", aliases)
+        or aliases in SYSTEM_FILES
+    ):
+        check.fail(
+            "lookup:msmtp:aliases",
+            f"{aliases!r} must be a file of its own directly in /etc (/etc/aliases.msmtp), not a system"
+            " file such as /etc/aliases",
+        )
+    sendmail = check.path("lookup:msmtp:sendmail")
+    if sendmail.rsplit("/", 1)[-1] != "sendmail":
+        check.fail("lookup:msmtp:sendmail", f"{sendmail!r} must be a path ending in /sendmail")
+
+
+# Files of other packages and of the system that the formula never writes.
+SYSTEM_FILES = frozenset(
+    (
+        "/etc/aliases",
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/etc/mailname",
+        "/etc/hosts",
+    )
+)
+
+
+def _validate_prestart(check):
+    """An argument list, run without a shell: the program is an absolute path."""
+    value = check.get("lookup:postfix:prestart")
+    if value in ("", None, []):
+        return []
+    if not isinstance(value, list) or not all(isinstance(arg, str) for arg in value):
+        check.fail(
+            "lookup:postfix:prestart",
+            "must be a list of arguments (the program first), run without a shell, or empty",
+        )
+    for index, arg in enumerate(value):
+        if _CONTROL_RE.search(arg):
+            check.fail(f"lookup:postfix:prestart:{index}", "contains a newline or another control character")
+    if not _PLAIN_PATH_RE.fullmatch(value[0]):
+        check.fail("lookup:postfix:prestart", f"{value[0]!r}: the program must be a plain absolute path")
+    return list(value)
+
+
 def _is_package_name(value):
-    return isinstance(value, str) and bool(re.match(r"^[A-Za-z0-9][A-Za-z0-9+._-]*$", value))
+    return isinstance(value, str) and bool(_PACKAGE_RE.fullmatch(value))
 
 
 def is_address(value):
     """Whether ``value`` is an e-mail address as the formula accepts them."""
-    return bool(_ADDRESS_RE.match(value))
+    return bool(_ADDRESS_RE.fullmatch(value))
 
 
 def is_user_name(value):
     """Whether ``value`` is a local user name."""
-    return bool(_USER_RE.match(value))
+    return bool(_USER_RE.fullmatch(value))
 
 
 def with_derived_defaults(settings, fqdn):

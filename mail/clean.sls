@@ -19,38 +19,44 @@ mail-clean-packages-purged:
       - mailstack: mail-clean-postfix-dead
 
 mail-clean-senders-group-absent:
-  group.absent:
+  mailstack.owned_group_absent:
     - name: {{ msmtp.group }}
+    - state_dir: {{ mail.lookup.state_dir }}
     - require:
       - pkg: mail-clean-packages-purged
 
+{#- Only what carries the formula's marker, or what it recorded creating. #}
 mail-clean-files-absent:
-  file.absent:
-    - names:
+  mailstack.formula_files_absent:
+    - paths:
       - {{ msmtp.config }}
       - {{ msmtp.aliases }}
-{%- if mail.msmtp.logfile %}
-      - {{ mail.msmtp.logfile }}
-{%- endif %}
-{%- for path in sasl_files %}
+{%- for path in salt['mailstack.owned_files']() %}
       - {{ path }}
 {%- endfor %}
+      - {{ sasl_files[0] }}
       - {{ postfix.config_dir }}/recipient_canonical
       - {{ postfix.config_dir }}/virtual_alias
+    - tables: {{ sasl_files[1:] | json }}
+    - state_dir: {{ mail.lookup.state_dir }}
     - require:
       - pkg: mail-clean-packages-purged
 
 mail-clean-health-timer-dead:
+{%- if salt['file.file_exists'](mail.lookup.systemd_unit_dir ~ '/mail-health.timer') %}
   service.dead:
     - name: mail-health.timer
     - enable: false
-    - onlyif: test -e {{ mail.lookup.systemd_unit_dir }}/mail-health.timer
+{%- else %}
+  test.succeed_without_changes:
+    - comment: mail-health.timer is not installed
+{%- endif %}
 
 mail-clean-alerts-and-health-absent:
-  file.absent:
-    - names:
-      - {{ mail.lookup.libexec_dir }}
-      - {{ mail.lookup.state_dir }}
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ mail.lookup.libexec_dir }}/mail-alert
+      - {{ mail.lookup.libexec_dir }}/mail-health
       - {{ mail.lookup.cron_dir }}/mail-health
       - {{ mail.lookup.systemd_unit_dir }}/mail-alert@.service
       - {{ mail.lookup.systemd_unit_dir }}/mail-health.service
@@ -58,20 +64,34 @@ mail-clean-alerts-and-health-absent:
 {%- for path in salt['mailstack.alert_dropins']() %}
       - {{ path }}
 {%- endfor %}
+    - state_dir: {{ mail.lookup.state_dir }}
     - require:
-      - service: mail-clean-health-timer-dead
+      - mail-clean-health-timer-dead
+      - mailstack: mail-clean-files-absent
+      - mailstack: mail-clean-senders-group-absent
+
+{#- The formula's own directories go last, and only when nothing else is in them. #}
+mail-clean-own-directories-absent:
+  mailstack.formula_dir_absent:
+    - names:
+      - {{ mail.lookup.libexec_dir }}
+      - {{ mail.lookup.state_dir }}:
+        - files: [health.last, owned.json, owned.json.new]
+        - subdirs: [alerts]
+    - require:
+      - mailstack: mail-clean-alerts-and-health-absent
 
 mail-clean-systemd-reload:
   cmd.run:
     - name: systemctl daemon-reload
     - onlyif: test -d /run/systemd/system
     - onchanges:
-      - file: mail-clean-alerts-and-health-absent
+      - mailstack: mail-clean-alerts-and-health-absent
 {%- if not msmtp.mta_pkg %}
 
 mail-clean-sendmail-link-absent:
-  file.absent:
+  mailstack.sendmail_link_absent:
     - name: {{ msmtp.sendmail }}
-    - onlyif: test "$(readlink {{ msmtp.sendmail }})" = "{{ msmtp.binary }}"
+    - target: {{ msmtp.binary }}
 {%- endif %}
 {%- endif %}

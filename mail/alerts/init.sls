@@ -1,6 +1,6 @@
 {#- Mail mail:admin when a unit of mail:alerts:units fails: an OnFailure=
     drop-in per unit starts mail-alert@<unit>.service. #}
-{%- from "mail/map.jinja" import error, plan with context %}
+{%- from "mail/map.jinja" import error, mail, plan with context %}
 {%- if error or plan.mode == 'disabled' %}
 
 include:
@@ -24,8 +24,10 @@ mail-alerts-script:
     - context:
         shell_vars: {{ alerts.shell_vars | json }}
 {%-   else %}
-  file.absent:
-    - name: {{ alerts.script }}
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ alerts.script }}
+    - state_dir: {{ mail.lookup.state_dir }}
 {%-   endif %}
 
 mail-alerts-unit:
@@ -38,8 +40,10 @@ mail-alerts-unit:
     - context:
         script: {{ alerts.script | json }}
 {%-   else %}
-  file.absent:
-    - name: {{ alerts.unit_file }}
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ alerts.unit_file }}
+    - state_dir: {{ mail.lookup.state_dir }}
 {%-   endif %}
     - onchanges_in:
       - cmd: mail-alerts-systemd-reload
@@ -57,8 +61,10 @@ mail-alerts-dropin-{{ unit }}:
 {%-   for path in alerts.stale_dropins %}
 
 mail-alerts-stale-dropin-{{ path }}:
-  file.absent:
-    - name: {{ path }}
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ path }}
+    - state_dir: {{ mail.lookup.state_dir }}
     - onchanges_in:
       - cmd: mail-alerts-systemd-reload
 {%-   endfor %}

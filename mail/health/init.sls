@@ -1,6 +1,6 @@
 {#- A daily "<host> is alive" mail to mail:admin: a systemd timer, or a cron
     entry where systemd does not run. Its failure alerts through mail.alerts. #}
-{%- from "mail/map.jinja" import error, plan with context %}
+{%- from "mail/map.jinja" import error, mail, plan with context %}
 {%- if error or plan.mode == 'disabled' %}
 
 include:
@@ -22,8 +22,10 @@ mail-health-script:
     - context:
         shell_vars: {{ health.shell_vars | json }}
 {%-   else %}
-  file.absent:
-    - name: {{ health.script }}
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ health.script }}
+    - state_dir: {{ mail.lookup.state_dir }}
 {%-   endif %}
 {%-   if health.systemd %}
 {%-     if health.enabled %}
@@ -56,10 +58,11 @@ mail-health-timer-dead:
     - enable: false
 
 mail-health-units:
-  file.absent:
-    - names:
+  mailstack.formula_files_absent:
+    - paths:
       - {{ health.service_file }}
       - {{ health.timer_file }}
+    - state_dir: {{ mail.lookup.state_dir }}
     - require:
       - service: mail-health-timer-dead
     - onchanges_in:
@@ -77,8 +80,10 @@ mail-health-cron:
     - mode: '0644'
     - context: {{ health | json }}
 {%-     else %}
-  file.absent:
-    - name: {{ health.cron_file }}
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ health.cron_file }}
+    - state_dir: {{ mail.lookup.state_dir }}
 {%-     endif %}
 {%-   endif %}
 {%- endif %}

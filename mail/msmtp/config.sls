@@ -2,19 +2,33 @@
     root and the users in mail:senders (through a formula-owned group) read it. #}
 {%- from "mail/map.jinja" import mail, plan with context %}
 {%- set msmtp = mail.lookup.msmtp %}
+{%- set state_dir = mail.lookup.state_dir %}
 {%- set secret = plan.files.secret_in_msmtprc %}
 
 mail-msmtp-config-senders-group:
 {%- if secret %}
-  group.present:
+  mailstack.owned_group:
     - name: {{ msmtp.group }}
-    - system: true
     - members: {{ mail.senders | json }}
+    - state_dir: {{ state_dir }}
+    - require_in:
+      - file: mail-msmtp-config-msmtprc-private
+
+{#- Salt writes new content with the old file's mode before it applies the new
+    one: the file is made private first, so the password is never readable by others. #}
+mail-msmtp-config-msmtprc-private:
+  file.managed:
+    - name: {{ msmtp.config }}
+    - replace: false
+    - user: root
+    - group: {{ msmtp.group }}
+    - mode: '0640'
     - require_in:
       - file: mail-msmtp-config-msmtprc
 {%- else %}
-  group.absent:
+  mailstack.owned_group_absent:
     - name: {{ msmtp.group }}
+    - state_dir: {{ state_dir }}
     - require:
       - file: mail-msmtp-config-msmtprc
 {%- endif %}
@@ -38,20 +52,18 @@ mail-msmtp-config-aliases:
     - contents: {{ plan.files.msmtp_aliases | json }}
     - mode: '0644'
 {%- else %}
-  file.absent:
-    - name: {{ msmtp.aliases }}
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ msmtp.aliases }}
+    - state_dir: {{ state_dir }}
 {%- endif %}
 {%- set log = plan.files.msmtp_log %}
 {%- if log.logfile %}
 
-{#- Appendable by everyone who may send; readable by root (and mail:senders when 0660). #}
+{#- Root's alone: a log file is only allowed where only root sends. #}
 mail-msmtp-config-logfile:
-  file.managed:
+  mailstack.owned_log_file:
     - name: {{ log.logfile }}
-    - replace: false
-    - user: {{ log.user }}
-    - group: {{ log.group }}
     - mode: '{{ log.mode }}'
-    - require:
-      - group: mail-msmtp-config-senders-group
+    - state_dir: {{ state_dir }}
 {%- endif %}

@@ -13,7 +13,6 @@ mail-msmtp-sendmail:
   file.symlink:
     - name: {{ msmtp.sendmail }}
     - target: {{ msmtp.binary }}
-    - force: true
 {%- endif %}
     - require:
       - pkg: mail-smtp-clean-package-removed

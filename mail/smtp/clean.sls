@@ -17,8 +17,8 @@ mail-smtp-clean-package-removed:
       - mailstack: mail-smtp-clean-service-dead
 
 mail-smtp-clean-secrets-absent:
-  file.absent:
-    - names:
-{%- for path in sasl_files %}
-      - {{ path }}
-{%- endfor %}
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ sasl_files[0] }}
+    - tables: {{ sasl_files[1:] | json }}
+    - state_dir: {{ mail.lookup.state_dir }}

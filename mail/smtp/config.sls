@@ -32,11 +32,11 @@ mail-smtp-config-sasl-passwd:
     - require:
       - file: mail-smtp-config-sasl-passwd
 {%- else %}
-  file.absent:
-    - names:
-{%- for path in sasl_files %}
-      - {{ path }}
-{%- endfor %}
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ sasl_files[0] }}
+    - tables: {{ sasl_files[1:] | json }}
+    - state_dir: {{ mail.lookup.state_dir }}
 {%- endif %}
 
 mail-smtp-config-recipient-canonical:
@@ -47,8 +47,10 @@ mail-smtp-config-recipient-canonical:
     - makedirs: true
     - mode: '0644'
 {%- else %}
-  file.absent:
-    - name: {{ dir }}/recipient_canonical
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ dir }}/recipient_canonical
+    - state_dir: {{ mail.lookup.state_dir }}
 {%- endif %}
 
 mail-smtp-config-virtual-alias:
@@ -59,6 +61,8 @@ mail-smtp-config-virtual-alias:
     - makedirs: true
     - mode: '0644'
 {%- else %}
-  file.absent:
-    - name: {{ dir }}/virtual_alias
+  mailstack.formula_files_absent:
+    - paths:
+      - {{ dir }}/virtual_alias
+    - state_dir: {{ mail.lookup.state_dir }}
 {%- endif %}

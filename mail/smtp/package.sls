@@ -13,9 +13,9 @@ mail-smtp-package-conflicts-removed:
 {%- if not msmtp.mta_pkg %}
 
 mail-smtp-package-sendmail-link-removed:
-  file.absent:
+  mailstack.sendmail_link_absent:
     - name: {{ msmtp.sendmail }}
-    - onlyif: test "$(readlink {{ msmtp.sendmail }})" = "{{ msmtp.binary }}"
+    - target: {{ msmtp.binary }}
     - require_in:
       - pkg: mail-smtp-package-installed
 {%- endif %}

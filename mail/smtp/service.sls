@@ -9,9 +9,9 @@ mail-smtp-service-running:
       - pkg: mail-smtp-package-installed
     - watch:
       - file: mail-smtp-config-main-cf
-      - file: mail-smtp-config-sasl-passwd
-      - file: mail-smtp-config-recipient-canonical
-      - file: mail-smtp-config-virtual-alias
+      - mail-smtp-config-sasl-passwd
+      - mail-smtp-config-recipient-canonical
+      - mail-smtp-config-virtual-alias
 
 mail-smtp-service-enabled:
   mailstack.postfix_enabled:

@@ -1,7 +1,17 @@
-"""Broken and hostile pillar stops the run before any change, naming the key."""
+"""Broken and hostile pillar stops the run before any change, naming the key.
+
+The second half (issue 12) is pillar a careless operator could write that would
+make the formula touch what is not its own: system files through a log path, a
+group of the system, main.cf parameters that divert or copy mail or log the
+password, clean's reach, values that reach a shell or a unit file. Each is
+applied for real and must change nothing: not the formula's files, not the
+watched system files (content, owner and mode).
+"""
 
 import copy
+import grp
 import hashlib
+import os
 import pathlib
 
 import pytest
@@ -186,15 +196,184 @@ CASES = [
 ]
 
 
+# Someone else's mail log, as rsyslog leaves it: the formula must never touch it.
+FOREIGN_LOG = pathlib.Path("/var/log/mail.log")
+WATCHED = [
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/aliases",
+    "/etc/msmtprc",
+    str(FOREIGN_LOG),
+    "/usr/local/bin",
+    "/var/lib",
+    "/tmp/mailstack-hostile-ran",
+]
+SHELL_PROOF = "/tmp/mailstack-hostile-ran"
+
+
+def _fingerprint(path):
+    info = os.lstat(path)
+    content = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else sorted(os.listdir(path))
+    return (content, info.st_uid, info.st_gid, oct(info.st_mode))
+
+
 def _checksums():
     files = sorted(p for p in pathlib.Path("/etc/postfix").rglob("*") if p.is_file())
-    files += [pathlib.Path("/etc/msmtprc")]
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files if p.exists()}
+    files += [pathlib.Path(p) for p in WATCHED]
+    state = {str(p): _fingerprint(p) for p in files if os.path.lexists(p)}
+    state["groups"] = sorted((g.gr_name, tuple(g.gr_mem)) for g in grp.getgrall())
+    return state
+
+
+MAILU = {"host": "mail.example.org", "user": "alerts@example.org", "password": SECRET}
+# (id, pillar mail:, the key the message must name, the value it must not echo): issue 12, by class.
+HOSTILE = [
+    # 1. The msmtp log file.
+    (
+        "logfile-etc-passwd",
+        {"mailu": MAILU, "msmtp": {"logfile": "/etc/passwd"}},
+        "mail:msmtp:logfile",
+        SECRET,
+    ),
+    (
+        "logfile-someone-elses-log",
+        {"mailu": MAILU, "msmtp": {"logfile": str(FOREIGN_LOG)}},
+        "mail:msmtp:logfile",
+        SECRET,
+    ),
+    (
+        "logfile-where-every-user-sends",
+        {"msmtp": {"logfile": "/var/log/msmtp.log"}},
+        "mail:msmtp:logfile",
+        None,
+    ),
+    (
+        "logfile-through-dotdot",
+        {"mailu": MAILU, "msmtp": {"logfile": "/var/log/../../etc/passwd"}},
+        "mail:msmtp:logfile",
+        SECRET,
+    ),
+    # 2. Groups of the system.
+    (
+        "group-sudo-without-password",
+        {"lookup": {"msmtp": {"group": "sudo"}}},
+        "mail:lookup:msmtp:group",
+        None,
+    ),
+    (
+        "group-shadow-with-password",
+        {"mailu": MAILU, "senders": ["nobody"], "lookup": {"msmtp": {"group": "shadow"}}},
+        "mail:lookup:msmtp:group",
+        SECRET,
+    ),
+    # 3. main.cf parameters that copy, divert or deliver mail, or run programs.
+    *[
+        (f"main-cf-{name}", {"postfix": {"main_cf": {name: value}}}, f"mail:postfix:main_cf:{name}", None)
+        for name, value in (
+            ("content_filter", "smtp:[evil.example]:25"),
+            ("always_bcc", "copy@evil.example"),
+            ("sender_bcc_maps", "static:copy@evil.example"),
+            ("recipient_bcc_maps", "static:copy@evil.example"),
+            ("canonical_maps", "static:evil@evil.example"),
+            ("sender_dependent_relayhost_maps", "static:[evil.example]"),
+            ("sender_dependent_default_transport_maps", "static:smtp:[evil.example]"),
+            ("smtp_fallback_relay", "[evil.example]"),
+            ("virtual_mailbox_maps", "static:x"),
+            ("virtual_transport", "smtp:[evil.example]"),
+            ("daemon_directory", "/tmp"),
+            ("smtp_tls_trust_anchor_file", "/tmp/evil-ca.pem"),
+            ("tls_append_default_CA", "yes"),
+            ("mailbox_command", "/bin/sh -c id"),
+            # 4. What would log or mail the AUTH PLAIN line.
+            ("debug_peer_list", "0.0.0.0/0"),
+            ("debug_peer_level", "5"),
+            ("notify_classes", "protocol"),
+            ("error_notice_recipient", "evil@evil.example"),
+            ("smtp_tls_loglevel", "4"),
+        )
+    ],
+    # 5. Clean's reach.
+    ("state-dir-var-lib", {"lookup": {"state_dir": "/var/lib"}}, "mail:lookup:state_dir", None),
+    (
+        "libexec-dir-usr-local-bin",
+        {"lookup": {"libexec_dir": "/usr/local/bin"}},
+        "mail:lookup:libexec_dir",
+        None,
+    ),
+    (
+        "msmtp-aliases-etc-aliases",
+        {"lookup": {"msmtp": {"aliases": "/etc/aliases"}}},
+        "mail:lookup:msmtp:aliases",
+        None,
+    ),
+    (
+        "msmtp-config-etc-passwd",
+        {"lookup": {"msmtp": {"config": "/etc/passwd"}}},
+        "mail:lookup:msmtp:config",
+        None,
+    ),
+    (
+        "postfix-config-dir-etc",
+        {"lookup": {"postfix": {"config_dir": "/etc"}}},
+        "mail:lookup:postfix:config_dir",
+        None,
+    ),
+    ("unit-dir-etc", {"lookup": {"systemd_unit_dir": "/etc"}}, "mail:lookup:systemd_unit_dir", None),
+    # 7. A trailing newline.
+    ("unit-trailing-newline", {"alerts": {"units": ["cron.service\n"]}}, "mail:alerts:units", None),
+    ("alias-name-trailing-newline", {"aliases": {"www-data\n": "web@example.org"}}, "mail:aliases", None),
+    (
+        "package-trailing-newline",
+        {"lookup": {"postfix": {"pkgs": ["postfix\n"]}}},
+        "mail:lookup:postfix:pkgs",
+        None,
+    ),
+    # 8. Shell metacharacters in paths.
+    (
+        "sendmail-runs-a-command",
+        {"lookup": {"msmtp": {"sendmail": "/usr/sbin/sendmail;touch${IFS}" + SHELL_PROOF}}},
+        "mail:lookup:msmtp:sendmail",
+        None,
+    ),
+    (
+        "libexec-dir-command-substitution",
+        {"lookup": {"libexec_dir": "/usr/local/lib/$(touch " + SHELL_PROOF + ")/mailstack"}},
+        "mail:lookup:libexec_dir",
+        None,
+    ),
+    (
+        "msmtp-binary-backticks",
+        {"lookup": {"msmtp": {"binary": "/usr/bin/`touch " + SHELL_PROOF + "`"}}},
+        "mail:lookup:msmtp:binary",
+        None,
+    ),
+    # 9. Units whose drop-in would apply to the alerts themselves.
+    ("unit-prefix-drop-in-mail", {"alerts": {"units": ["mail-.service"]}}, "mail:alerts:units", None),
+    (
+        "unit-prefix-drop-in-mail-alert",
+        {"alerts": {"units": ["mail-alert-.service"]}},
+        "mail:alerts:units",
+        None,
+    ),
+    ("unit-option-like", {"alerts": {"units": ["--help.service"]}}, "mail:alerts:units", None),
+    # 11. prestart through a shell.
+    (
+        "prestart-shell-string",
+        {"lookup": {"postfix": {"prestart": "/bin/true; touch " + SHELL_PROOF}}},
+        "mail:lookup:postfix:prestart",
+        None,
+    ),
+]
 
 
 @pytest.fixture(scope="module")
 def configured(minion):
     """A working relay configuration that every bad pillar then tries to change."""
+    FOREIGN_LOG.write_text("Dec  2 09:00:00 host postfix/qmgr[1]: someone else's log\n")
+    os.chown(FOREIGN_LOG, 0, grp.getgrnam("adm").gr_gid)
+    FOREIGN_LOG.chmod(0o640)
     minion.set_pillar(with_base(admin="ops@example.org"))
     applied = minion.apply()
     assert applied.returncode == 0, applied.output
@@ -203,9 +382,13 @@ def configured(minion):
     yield minion, before
     minion.set_pillar(with_base())
     assert minion.apply("mail.clean").returncode == 0
+    FOREIGN_LOG.unlink()
 
 
-@pytest.mark.parametrize("mail, key, secret", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+ALL_CASES = CASES + HOSTILE
+
+
+@pytest.mark.parametrize("mail, key, secret", [c[1:] for c in ALL_CASES], ids=[c[0] for c in ALL_CASES])
 def test_bad_pillar_fails_before_any_change_with_one_message_naming_the_key(configured, mail, key, secret):
     minion, before = configured
     minion.set_pillar(with_base(**copy.deepcopy(mail)))
@@ -220,6 +403,7 @@ def test_bad_pillar_fails_before_any_change_with_one_message_naming_the_key(conf
     if secret:
         assert secret not in result.output
     assert _checksums() == before
+    assert not os.path.lexists(SHELL_PROOF)
     assert mailhost.postfix_running()
 
 

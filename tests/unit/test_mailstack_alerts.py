@@ -119,3 +119,49 @@ def test_a_health_timer_left_installed_is_known_so_that_turning_health_off_remov
     timer.parent.mkdir(parents=True, exist_ok=True)
     timer.write_text("[Timer]\n")
     assert operator().plan()["health"]["timer_installed"] is True
+
+
+def _alert_script(tmp_path, state_dir):
+    """The installed mail-alert script, rendered as the formula renders it; mail goes to a file."""
+    import jinja2  # noqa: PLC0415
+
+    from tests.support.loader import REPO  # noqa: PLC0415
+
+    sendmail = tmp_path / "sendmail"
+    sendmail.write_text(f"#!/bin/sh\ncat >> {tmp_path / 'sent'}\n")
+    sendmail.chmod(0o755)
+    template = (REPO / "mail/files/mail-alert.sh.jinja").read_text()
+    shell_vars = {
+        "recipient": "ops@example.org",
+        "sendmail": shlex.quote(str(sendmail)),
+        "state_dir": shlex.quote(str(state_dir)),
+        "interval": "300",
+    }
+    script = tmp_path / "mail-alert"
+    script.write_text(jinja2.Template(template).render(shell_vars=shell_vars))
+    return script
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_the_alert_script_treats_its_stamp_file_as_data_not_as_arithmetic(tmp_path, shell):
+    state_dir = tmp_path / "alerts"
+    state_dir.mkdir()
+    proof = tmp_path / "ran"
+    (state_dir / "cron.service").write_text(f"x[$(touch {proof})]\n")
+    script = _alert_script(tmp_path, state_dir)
+
+    subprocess.run([shell, str(script), "cron.service"], capture_output=True, text=True, timeout=60)
+
+    assert not proof.exists(), "the stamp's content ran as a command"
+    assert "Subject: [" in (tmp_path / "sent").read_text()
+
+
+@pytest.mark.parametrize("unit", ["../../etc/passwd", "-rf", "a b.service", ""])
+def test_the_alert_script_refuses_a_unit_name_systemd_would_never_pass(tmp_path, unit):
+    state_dir = tmp_path / "alerts"
+    script = _alert_script(tmp_path, state_dir)
+
+    ran = subprocess.run(["sh", str(script), unit], capture_output=True, text=True, timeout=60)
+
+    assert ran.returncode == 2, ran.stderr
+    assert not (tmp_path / "sent").exists() and not state_dir.exists()

@@ -22,6 +22,7 @@ from salt.exceptions import CommandExecutionError
 from tests.support.loader import load_salt_module, load_utils
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+HEADER = "# Managed by Salt (mail formula). Local changes are overwritten.\n"
 MODULE_FILE = REPO / "_modules" / "mailstack.py"
 
 FQDN = "node1.example.org"
@@ -156,7 +157,7 @@ def test_settings_merges_the_debian_os_family_map_over_the_defaults(configure):
     conf = configure(os_family="Debian").settings()
 
     assert conf["lookup"]["postfix"]["pkgs"] == ["postfix", "libsasl2-modules"]
-    assert conf["lookup"]["postfix"]["prestart"] == "/usr/lib/postfix/configure-instance.sh -"
+    assert conf["lookup"]["postfix"]["prestart"] == ["/usr/lib/postfix/configure-instance.sh", "-"]
     assert conf["lookup"]["msmtp"]["mta_pkg"] == "msmtp-mta"  # from defaults, untouched
 
 
@@ -935,7 +936,7 @@ def test_plan_recipient_canonical_only_with_admin(configure, pillar):
 def test_plan_recipient_canonical_rewrites_local_names_to_admin(configure):
     table = configure({"admin": "ops@example.org", "container": False}).plan()["files"]["recipient_canonical"]
 
-    assert table == (
+    assert table == HEADER + (
         r"/^[^@]+@(node1\.example\.org|node1|localhost|localhost\.localdomain)$/ ops@example.org"
         "\n"
         "/^[^@]+$/ ops@example.org\n"
@@ -946,7 +947,7 @@ def test_plan_admin_adds_msmtp_aliases(configure):
     result = configure({"admin": "ops@example.org", "mailu": mailu(), "container": False}).plan()
 
     assert msmtprc(result)["aliases"] == "/etc/aliases.msmtp"
-    assert result["files"]["msmtp_aliases"] == "default: ops@example.org\n"
+    assert result["files"]["msmtp_aliases"] == HEADER + "default: ops@example.org\n"
 
 
 def test_plan_without_admin_has_no_msmtp_aliases(configure):
@@ -1176,7 +1177,9 @@ TOO_LONG_FOR_MSMTP = [
     pytest.param({"relay": relay(ca_file="/" + "c" * 484)}, "mail:relay:ca_file", id="relay_ca_file"),
     pytest.param({"lookup": {"ca_bundle": "/" + "c" * 484}}, "mail:lookup:ca_bundle", id="ca_bundle"),
     pytest.param(
-        {"lookup": {"msmtp": {"aliases": "/" + "a" * 492}}}, "mail:lookup:msmtp:aliases", id="aliases_path"
+        {"lookup": {"msmtp": {"aliases": "/etc/" + "a" * 488}}},
+        "mail:lookup:msmtp:aliases",
+        id="aliases_path",
     ),
 ]
 
@@ -1225,7 +1228,7 @@ def test_plan_postfix_expands_aliases_through_virtual_alias_maps(configure):
 
     assert main_cf(result)["virtual_alias_maps"] == "regexp:/etc/postfix/virtual_alias"
     domains = r"node1\.example\.org|node1|localhost|localhost\.localdomain"
-    assert result["files"]["virtual_alias"] == (
+    assert result["files"]["virtual_alias"] == HEADER + (
         rf"/^(backup\.job(@({domains}))?)$/ ops@example.net" + "\n"
         rf"/^(www-data(@({domains}))?)$/ web@example.org, dev@example.org" + "\n"
     )
@@ -1234,7 +1237,7 @@ def test_plan_postfix_expands_aliases_through_virtual_alias_maps(configure):
 def test_plan_postfix_keeps_aliased_names_out_of_the_admin_rewrite(configure):
     result = configure({"admin": "ops@example.org", "aliases": ALIASES, "container": False}).plan()
 
-    lines = result["files"]["recipient_canonical"].splitlines()
+    lines = result["files"]["recipient_canonical"].removeprefix(HEADER).splitlines()
     domains = r"node1\.example\.org|node1|localhost|localhost\.localdomain"
     assert lines == [
         rf"/^(backup\.job(@({domains}))?)$/ ${{1}}",
@@ -1255,7 +1258,7 @@ def test_plan_msmtp_aliases_file_lists_aliases_then_the_admin_default(configure)
     result = configure({"admin": "ops@example.org", "aliases": ALIASES, "mailu": mailu()}).plan()
 
     assert msmtprc(result)["aliases"] == "/etc/aliases.msmtp"
-    assert result["files"]["msmtp_aliases"] == (
+    assert result["files"]["msmtp_aliases"] == HEADER + (
         "backup.job: ops@example.net\nwww-data: web@example.org, dev@example.org\ndefault: ops@example.org\n"
     )
 
@@ -1264,23 +1267,19 @@ def test_plan_msmtp_uses_the_aliases_file_for_aliases_without_admin(configure):
     result = configure({"aliases": {"root": "ops@example.org"}, "mailu": mailu()}).plan()
 
     assert msmtprc(result)["aliases"] == "/etc/aliases.msmtp"
-    assert result["files"]["msmtp_aliases"] == "root: ops@example.org\n"
+    assert result["files"]["msmtp_aliases"] == HEADER + "root: ops@example.org\n"
 
 
 # ------------------------------------------------------- extra main.cf ---
 
-PROTECTED = [
+MANAGED = [
     "inet_interfaces",
     "mynetworks",
-    "mynetworks_style",
     "mydestination",
     "local_transport",
     "default_transport",
     "smtpd_relay_restrictions",
-    "smtpd_recipient_restrictions",
-    "relay_domains",
     "relayhost",
-    "transport_maps",
     "smtp_sasl_auth_enable",
     "smtp_sasl_password_maps",
     "smtp_sasl_security_options",
@@ -1291,18 +1290,67 @@ PROTECTED = [
     "sender_canonical_maps",
     "recipient_canonical_maps",
     "virtual_alias_maps",
-    "smtp_generic_maps",
 ]
 
 
-@pytest.mark.parametrize("name", PROTECTED)
-def test_main_cf_cannot_set_what_keeps_the_relay_closed_or_what_the_formula_derives(configure, name):
+@pytest.mark.parametrize("name", MANAGED)
+def test_main_cf_cannot_set_what_the_formula_manages(configure, name):
     with pytest.raises(CommandExecutionError) as raised:
         configure({"postfix": {"main_cf": {name: "all"}}}).settings()
 
     message = str(raised.value)
     assert names_key(message, f"mail:postfix:main_cf:{name}"), message
     assert "managed by the formula" in message
+
+
+# Parameters that divert, copy or deliver mail, log a session, run programs or
+# read other files: none is on the tunable list (issue 12 reproduced each).
+DIVERTING = [
+    "mynetworks_style",
+    "smtpd_recipient_restrictions",
+    "relay_domains",
+    "transport_maps",
+    "smtp_generic_maps",
+    "content_filter",
+    "always_bcc",
+    "sender_bcc_maps",
+    "recipient_bcc_maps",
+    "canonical_maps",
+    "sender_dependent_relayhost_maps",
+    "sender_dependent_default_transport_maps",
+    "smtp_fallback_relay",
+    "virtual_mailbox_maps",
+    "virtual_transport",
+    "daemon_directory",
+    "smtp_tls_trust_anchor_file",
+    "tls_append_default_CA",
+    "debug_peer_list",
+    "debug_peer_level",
+    "notify_classes",
+    "error_notice_recipient",
+    "smtp_tls_loglevel",
+    "header_checks",
+    "mailbox_command",
+    "import_environment",
+]
+
+
+@pytest.mark.parametrize("name", DIVERTING)
+def test_main_cf_refuses_every_parameter_not_on_the_tunable_list(configure, name):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({"postfix": {"main_cf": {name: "x"}}}).settings()
+
+    message = str(raised.value)
+    assert names_key(message, f"mail:postfix:main_cf:{name}"), message
+    assert "not one of the parameters pillar may tune" in message or "managed by the formula" in message
+
+
+def test_every_tunable_main_cf_parameter_is_known_to_postfix_3_7():
+    shipped = (REPO / "mail/files/postfix-parameters.txt").read_text().split()
+    settings = load_salt_module(REPO / "_utils/mailstack_settings.py", "settings_under_test")
+
+    assert set(settings.POSTFIX_TUNABLE) <= set(shipped)
+    assert not set(settings.POSTFIX_TUNABLE) & set(settings.POSTFIX_MANAGED)
 
 
 EXTRA = {
@@ -1332,13 +1380,13 @@ def test_main_cf_names_are_checked_against_postconf_when_postfix_is_installed(co
 
     def run_all(cmd, **kwargs):
         calls.append(cmd)
-        return {"retcode": 0, "stdout": "message_size_limit = 10240000\nbrand_new_parameter = yes\n"}
+        return {"retcode": 0, "stdout": "message_size_limit = 10240000\nsmtputf8_enable = yes\n"}
 
-    mailstack = configure({"postfix": {"main_cf": {"brand_new_parameter": "yes"}}})
+    mailstack = configure({"postfix": {"main_cf": {"smtputf8_enable": "yes"}}})
     mailstack.__salt__["cmd.which"] = lambda name: f"/usr/sbin/{name}"
     mailstack.__salt__["cmd.run_all"] = run_all
 
-    assert mailstack.settings()["postfix"]["main_cf"] == {"brand_new_parameter": "yes"}
+    assert mailstack.settings()["postfix"]["main_cf"] == {"smtputf8_enable": "yes"}
     assert calls == [["postconf", "-d"]]
 
     mailstack = configure({"postfix": {"main_cf": {"maximal_queue_lifetime": "2d"}}})
@@ -1349,9 +1397,17 @@ def test_main_cf_names_are_checked_against_postconf_when_postfix_is_installed(co
     assert "postconf -d on this minion" in str(raised.value)
 
 
-def test_main_cf_names_are_checked_against_the_shipped_list_without_postfix(configure):
+def test_main_cf_names_are_checked_against_the_shipped_list_without_postfix(configure, monkeypatch):
+    mailstack = configure({"postfix": {"main_cf": {"smtputf8_enable": "yes"}}})
+    real_get = mailstack.__salt__["cp.get_file_str"]
+
+    def without_smtputf8(url, **kwargs):
+        text = real_get(url, **kwargs)
+        return text.replace("smtputf8_enable\n", "") if url.endswith("postfix-parameters.txt") else text
+
+    mailstack.__salt__["cp.get_file_str"] = without_smtputf8
     with pytest.raises(CommandExecutionError) as raised:
-        configure({"postfix": {"main_cf": {"brand_new_parameter": "yes"}}}).settings()
+        mailstack.settings()
 
     assert "Postfix is not installed" in str(raised.value)
     assert configure({"postfix": {"main_cf": {"maximal_queue_lifetime": "2d"}}}).settings()
@@ -1443,32 +1499,57 @@ def test_msmtp_does_not_log_without_syslog_or_logfile_and_says_so(configure):
     assert "mail:msmtp:logfile is empty" in result["summary"]["msmtp logs to"]
 
 
-def test_msmtp_logfile_is_appendable_by_all_when_everyone_may_send_and_readable_by_root(configure):
-    result = configure({"msmtp": {"logfile": "/var/log/msmtp.log"}, "container": False}).plan()
+def test_msmtp_logfile_is_refused_where_every_local_user_may_send(configure):
+    message = configure({"msmtp": {"logfile": "/var/log/msmtp.log"}, "container": False}).validation_error()
 
-    assert ("logfile", "/var/log/msmtp.log") in result["files"]["msmtprc"]
-    assert result["files"]["msmtp_log"] == {
-        "logfile": "/var/log/msmtp.log",
-        "user": "root",
-        "group": "root",
-        "mode": "0622",
-    }
+    assert names_key(message, "mail:msmtp:logfile"), message
+    assert "every local user may send" in message and "syslog" in message
 
 
-def test_msmtp_logfile_belongs_to_the_senders_group_when_msmtp_holds_the_password(configure, fake_root):
+def test_msmtp_logfile_is_refused_where_mail_senders_may_send_too(configure, fake_root):
+    (fake_root / "var" / "log").mkdir(parents=True)
+    pillar = {"msmtp": {"logfile": "/var/log/msmtp.log"}, "mailu": mailu(), "senders": ["root"]}
+
+    message = configure(pillar).validation_error()
+
+    assert "mail:senders may send too" in message
+
+
+def test_msmtp_logfile_is_roots_alone_where_only_root_sends(configure, fake_root):
     (fake_root / "dev").mkdir()
     (fake_root / "dev" / "log").touch()
+    (fake_root / "var" / "log").mkdir(parents=True)
 
     result = configure({"msmtp": {"logfile": "/var/log/msmtp.log"}, "mailu": mailu()}).plan()
 
     assert ("logfile", "/var/log/msmtp.log") in result["files"]["msmtprc"]
     assert ("syslog", "LOG_MAIL") not in result["files"]["msmtprc"]
-    assert result["files"]["msmtp_log"] == {
-        "logfile": "/var/log/msmtp.log",
-        "user": "root",
-        "group": "mail-senders",
-        "mode": "0660",
-    }
+    assert result["files"]["msmtp_log"] == {"logfile": "/var/log/msmtp.log", "mode": "0600"}
+
+
+@pytest.mark.parametrize("existing", ["file", "symlink"], ids=["someone-elses-file", "symlink-to-passwd"])
+def test_msmtp_logfile_that_exists_and_is_not_the_formulas_is_refused(configure, fake_root, existing):
+    log_dir = fake_root / "var" / "log"
+    log_dir.mkdir(parents=True)
+    if existing == "file":
+        (log_dir / "mail.log").write_text("rsyslog's\n")
+    else:
+        (log_dir / "mail.log").symlink_to("/etc/passwd")
+
+    message = configure({"msmtp": {"logfile": "/var/log/mail.log"}, "mailu": mailu()}).validation_error()
+
+    assert names_key(message, "mail:msmtp:logfile"), message
+    assert "was not created by the mail formula" in message or "symbolic link" in message
+
+
+@pytest.mark.parametrize(
+    "logfile", ["/etc/passwd", "/var/log", "/var/logs/x.log", "/var/log/../../etc/shadow"]
+)
+def test_msmtp_logfile_outside_var_log_is_refused(configure, logfile):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({"msmtp": {"logfile": logfile}, "mailu": mailu()}).settings()
+
+    assert names_key(str(raised.value), "mail:msmtp:logfile"), str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -1558,3 +1639,126 @@ def test_bad_tls_name_is_rejected(configure, pillar, key):
         configure(pillar).settings()
 
     assert names_key(str(raised.value), key), str(raised.value)
+
+
+# ------------------------------------------- pillar never widens what is touched ---
+
+TRAILING_NEWLINE = [
+    pytest.param({"alerts": {"units": ["cron.service\n"]}}, "mail:alerts:units", id="unit"),
+    pytest.param({"aliases": {"www-data\n": "web@example.org"}}, "mail:aliases", id="alias-name"),
+    pytest.param({"lookup": {"postfix": {"pkgs": ["postfix\n"]}}}, "mail:lookup:postfix:pkgs", id="package"),
+    pytest.param({"senders": ["root\n"]}, "mail:senders", id="sender"),
+    pytest.param({"admin": "ops@example.org\n"}, "mail:admin", id="admin"),
+    pytest.param({"lookup": {"msmtp": {"group": "mail-senders\n"}}}, "mail:lookup:msmtp:group", id="group"),
+    pytest.param({"health": {"on_calendar": "daily\n"}}, "mail:health:on_calendar", id="calendar"),
+    pytest.param({"relay": {"relayhost": "smtp.example.net\n"}}, "mail:relay:relayhost", id="relayhost"),
+]
+
+
+@pytest.mark.parametrize("pillar, key", TRAILING_NEWLINE)
+def test_a_value_with_a_trailing_newline_is_refused_naming_the_key(configure, pillar, key):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure(pillar).settings()
+
+    assert names_key(str(raised.value), key), str(raised.value)
+
+
+CONFINED_PATHS = [
+    pytest.param({"lookup": {"state_dir": "/var/lib"}}, "mail:lookup:state_dir", id="state-dir-var-lib"),
+    pytest.param({"lookup": {"libexec_dir": "/usr/local/bin"}}, "mail:lookup:libexec_dir", id="libexec-bin"),
+    pytest.param({"lookup": {"state_dir": "/mailstack"}}, "mail:lookup:state_dir", id="state-dir-top"),
+    pytest.param({"lookup": {"systemd_unit_dir": "/etc"}}, "mail:lookup:systemd_unit_dir", id="unit-dir"),
+    pytest.param({"lookup": {"cron_dir": "/etc/cron.daily"}}, "mail:lookup:cron_dir", id="cron-dir"),
+    pytest.param({"lookup": {"postfix": {"config_dir": "/etc"}}}, "mail:lookup:postfix:config_dir", id="etc"),
+    pytest.param({"lookup": {"msmtp": {"config": "/etc/passwd"}}}, "mail:lookup:msmtp:config", id="passwd"),
+    pytest.param(
+        {"lookup": {"msmtp": {"aliases": "/etc/aliases"}}}, "mail:lookup:msmtp:aliases", id="aliases"
+    ),
+    pytest.param(
+        {"lookup": {"msmtp": {"aliases": "/etc/ssh/sshd_config"}}}, "mail:lookup:msmtp:aliases", id="deeper"
+    ),
+    pytest.param(
+        {"lookup": {"msmtp": {"sendmail": "/usr/sbin/sendmail;touch${IFS}/tmp/x"}}},
+        "mail:lookup:msmtp:sendmail",
+        id="sendmail-shell",
+    ),
+    pytest.param(
+        {"lookup": {"msmtp": {"sendmail": "/usr/bin/passwd"}}}, "mail:lookup:msmtp:sendmail", id="sm"
+    ),
+    pytest.param(
+        {"lookup": {"msmtp": {"binary": "/usr/bin/msmtp $(id)"}}}, "mail:lookup:msmtp:binary", id="bin"
+    ),
+    pytest.param({"lookup": {"ca_bundle": "/etc/ssl/../shadow"}}, "mail:lookup:ca_bundle", id="dotdot"),
+    pytest.param(
+        {"lookup": {"postfix": {"maillog_file": "/etc/passwd"}}}, "mail:lookup:postfix:maillog_file", id="log"
+    ),
+]
+
+
+@pytest.mark.parametrize("pillar, key", CONFINED_PATHS)
+def test_a_path_outside_what_the_formula_owns_is_refused(configure, pillar, key):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure(pillar).settings()
+
+    assert names_key(str(raised.value), key), str(raised.value)
+
+
+@pytest.mark.parametrize("unit", ["mail-.service", "mail-alert-.service", "cron-.service", "-.mount"])
+def test_an_alert_unit_that_is_a_prefix_drop_in_is_refused(configure, unit):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({"alerts": {"units": [unit]}}).settings()
+
+    assert names_key(str(raised.value), "mail:alerts:units"), str(raised.value)
+
+
+def test_prestart_is_an_argument_list_and_a_shell_string_is_refused(configure):
+    with pytest.raises(CommandExecutionError) as raised:
+        configure({"lookup": {"postfix": {"prestart": "/usr/lib/postfix/x.sh; id"}}}).settings()
+    assert "run without a shell" in str(raised.value)
+
+    conf = configure({"lookup": {"postfix": {"prestart": ["/usr/sbin/x", "a b;c"]}}}).settings()
+    assert conf["lookup"]["postfix"]["prestart"] == ["/usr/sbin/x", "a b;c"]
+
+
+def test_a_group_the_formula_did_not_create_is_refused(configure):
+    message = configure({"mailu": mailu(), "lookup": {"msmtp": {"group": "root"}}}).validation_error()
+
+    assert names_key(message, "mail:lookup:msmtp:group"), message
+    assert "was not created by the mail formula" in message
+
+
+def test_a_file_the_formula_would_write_that_it_did_not_write_is_refused(configure, fake_root):
+    (fake_root / "etc").mkdir()
+    (fake_root / "etc" / "msmtprc").write_text("account default\nhost mine.example\n")
+
+    message = configure({}).validation_error()
+
+    assert names_key(message, "mail:lookup:msmtp:config"), message
+    assert "was not written by the mail formula" in message
+
+
+def test_a_file_the_formula_wrote_may_be_written_again(configure, fake_root):
+    (fake_root / "etc").mkdir()
+    (fake_root / "etc" / "msmtprc").write_text("# Managed by Salt (mail formula, mode relay).\n")
+
+    assert configure({}).settings()
+
+
+def test_a_path_through_a_symbolic_link_is_refused(configure, fake_root, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (fake_root / "etc").mkdir()
+    (fake_root / "etc" / "postfix").symlink_to(tmp_path / "elsewhere")
+
+    message = configure({"admin": "ops@example.org"}).validation_error()
+
+    assert names_key(message, "mail:lookup:postfix:config_dir"), message
+    assert "symbolic link" in message
+
+
+def test_clean_is_not_refused_for_a_file_it_will_leave_alone(configure, fake_root):
+    (fake_root / "etc").mkdir()
+    (fake_root / "etc" / "msmtprc").write_text("account default\n")
+    mailstack = configure({})
+
+    assert "mail:lookup:msmtp:config" in mailstack.validation_error()
+    assert mailstack.validation_error(writes=False) == ""

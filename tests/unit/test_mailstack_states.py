@@ -18,7 +18,7 @@ from tests.support.loader import load_salt_module
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STATE_FILE = REPO / "_states" / "mailstack.py"
-PRESTART = "/usr/lib/postfix/configure-instance.sh -"
+PRESTART = ["/usr/lib/postfix/configure-instance.sh", "-"]
 LOOPBACK = "loopback-only\nall"
 
 
@@ -39,8 +39,9 @@ class FakePostfix:
         return {"retcode": 0 if ok else 1, "stdout": stdout, "stderr": stderr, "pid": 1}
 
     def run_all(self, cmd, python_shell=False, **kwargs):
-        self.commands.append(cmd if isinstance(cmd, str) else tuple(cmd))
-        if isinstance(cmd, str):  # the prestart shell command
+        assert not python_shell and not isinstance(cmd, str), f"{cmd!r} would run through a shell"
+        self.commands.append(tuple(cmd))
+        if list(cmd) == PRESTART:
             return self._out()
         if not self.installed and cmd[0] in ("postfix", "postconf", "postmap"):
             # What salt's cmd.run_all does for a missing executable.
@@ -133,7 +134,7 @@ def test_mod_watch_restarts_when_inet_interfaces_changed(states, postfix):
     assert ret["result"] is True
     assert ret["changes"] == {"postfix": "restarted"}
     assert postfix.postfix_actions() == ["check", "stop", "check", "start"]
-    assert PRESTART in postfix.commands
+    assert tuple(PRESTART) in postfix.commands
     assert marker(postfix) == LOOPBACK
 
 
@@ -152,7 +153,7 @@ def test_mod_watch_starts_postfix_that_is_not_running_after_prestart(states, pos
 
     assert ret["result"] is True
     assert ret["changes"] == {"postfix": "started"}
-    assert postfix.commands.index(PRESTART) < postfix.commands.index(("postfix", "start"))
+    assert postfix.commands.index(tuple(PRESTART)) < postfix.commands.index(("postfix", "start"))
     assert postfix.postfix_actions() == ["check", "start"]
     assert postfix.running is True
     assert marker(postfix) == LOOPBACK

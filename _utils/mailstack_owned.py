@@ -1,0 +1,176 @@
+"""
+What on a host is the ``mail`` formula's own, used by the ``mailstack``
+execution module (to refuse a pillar that would touch anything else) and by
+its states (to write and remove only that).
+
+A file is the formula's when it carries the formula's marker line near its top
+(every file the formula writes with content does), or when the formula created
+it and recorded it (the msmtp log file, whose lines are msmtp's). A group is
+the formula's when the formula created it and recorded it. The record is a
+JSON file in the formula's state directory. Nothing here follows a symbolic
+link.
+"""
+
+import errno
+import json
+import os
+import stat
+
+MARKER = b"Managed by Salt (mail formula"
+RECORD = "owned.json"
+# Groups the formula created before it kept a record.
+LEGACY_GROUPS = ("mail-senders",)
+_HEAD = 512
+
+
+def symlink_on_path(path, root="/"):
+    """The first component of ``path`` that is a symbolic link, or ``None``."""
+    current = root
+    for part in path.strip("/").split("/"):
+        current = os.path.join(current, part)
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return current
+        except FileNotFoundError:
+            return None
+    return None
+
+
+def _open_no_follow(path, flags=os.O_RDONLY):
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def carries_marker(path):
+    """Whether ``path`` is a regular file (not a link) with the formula's marker near its top."""
+    try:
+        fd = _open_no_follow(path)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return MARKER in os.read(fd, _HEAD)
+    finally:
+        os.close(fd)
+
+
+def foreign_file_problem(path):
+    """Why the formula must not write ``path`` (with content), or ``None``."""
+    link = symlink_on_path(path)
+    if link:
+        return f"{link} is a symbolic link, and the formula never writes through one"
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(mode):
+        return f"{path} exists and is not a regular file"
+    if not carries_marker(path):
+        return (
+            f"{path} exists and was not written by the mail formula (it has no"
+            f" '{MARKER.decode()})' line); move it aside or choose another path"
+        )
+    return None
+
+
+def _record_path(state_dir):
+    return os.path.join(state_dir, RECORD)
+
+
+def load(state_dir):
+    """``{"files": [...], "groups": [...]}`` the formula created and recorded."""
+    try:
+        fd = _open_no_follow(_record_path(state_dir))
+    except OSError:
+        return {"files": [], "groups": []}
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        try:
+            data = json.load(handle)
+        except ValueError:
+            data = {}
+    if not isinstance(data, dict):
+        data = {}
+    return {
+        kind: [item for item in data.get(kind, []) if isinstance(item, str)] for kind in ("files", "groups")
+    }
+
+
+def _save(state_dir, data):
+    os.makedirs(state_dir, mode=0o755, exist_ok=True)
+    path = _record_path(state_dir)
+    temporary = f"{path}.new"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, sort_keys=True)
+    os.replace(temporary, path)
+
+
+def record(state_dir, kind, name):
+    """Remember that the formula created ``name`` (a file or a group)."""
+    data = load(state_dir)
+    if name not in data[kind]:
+        data[kind] = sorted(data[kind] + [name])
+        _save(state_dir, data)
+
+
+def forget(state_dir, kind, name):
+    data = load(state_dir)
+    if name in data[kind]:
+        data[kind].remove(name)
+        _save(state_dir, data)
+
+
+def owns(state_dir, kind, name):
+    return name in load(state_dir)[kind] or (kind == "groups" and name in LEGACY_GROUPS)
+
+
+def create_private_file(path, uid, gid, mode):
+    """Create ``path`` (which must not exist) as an empty file owned and
+    moded as asked from the first instant, never following a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def set_owner_and_mode(path, uid, gid, mode):
+    """Fix the owner and mode of a regular file without following a link;
+    returns what changed."""
+    fd = _open_no_follow(path)
+    try:
+        current = os.fstat(fd)
+        if not stat.S_ISREG(current.st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        changed = {}
+        if (current.st_uid, current.st_gid) != (uid, gid):
+            os.fchown(fd, uid, gid)
+            changed["owner"] = f"{uid}:{gid}"
+        if stat.S_IMODE(current.st_mode) != mode:
+            os.fchmod(fd, mode)
+            changed["mode"] = f"{mode:04o}"
+        return changed
+    finally:
+        os.close(fd)
+
+
+def remove_if_ours(path, state_dir):
+    """Remove ``path`` when it is the formula's (marker or record); returns
+    ``"removed"``, ``"absent"`` or why it was left."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        forget(state_dir, "files", path)
+        return "absent"
+    if symlink_on_path(path):
+        return f"left {path}: a symbolic link is on its path"
+    if not stat.S_ISREG(mode):
+        return f"left {path}: not a regular file"
+    recorded = path in load(state_dir)["files"]
+    if not (recorded or carries_marker(path)):
+        return f"left {path}: not written by the mail formula"
+    os.unlink(path)
+    if recorded:
+        forget(state_dir, "files", path)
+    return "removed"

@@ -1,0 +1,78 @@
+"""What is the formula's own on a host: the marker, the record, no link followed."""
+
+import os
+import stat
+
+import pytest
+
+from tests.support.loader import REPO, load_salt_module
+
+owned = load_salt_module(REPO / "_utils" / "mailstack_owned.py", "mailstack_owned_under_test")
+MARKED = "# Managed by Salt (mail formula). Local changes are overwritten.\nroot: ops@example.org\n"
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    return str(tmp_path / "state" / "mailstack")
+
+
+def test_a_file_with_the_marker_is_removed_and_one_without_is_left(tmp_path, state_dir):
+    ours, theirs = tmp_path / "ours", tmp_path / "aliases"
+    ours.write_text(MARKED)
+    theirs.write_text("postmaster: root\n")
+
+    assert owned.remove_if_ours(str(ours), state_dir) == "removed"
+    assert owned.remove_if_ours(str(theirs), state_dir).startswith("left")
+    assert not ours.exists() and theirs.read_text() == "postmaster: root\n"
+
+
+def test_a_symbolic_link_to_a_marked_file_is_neither_followed_nor_removed(tmp_path, state_dir):
+    target, link = tmp_path / "target", tmp_path / "link"
+    target.write_text(MARKED)
+    link.symlink_to(target)
+
+    assert not owned.carries_marker(str(link))
+    assert owned.remove_if_ours(str(link), state_dir).startswith("left")
+    assert link.is_symlink() and target.exists()
+
+
+def test_a_recorded_file_is_the_formulas_and_forgotten_once_removed(tmp_path, state_dir):
+    log = tmp_path / "msmtp.log"
+    log.write_text("msmtp's own lines\n")
+    owned.record(state_dir, "files", str(log))
+
+    assert owned.remove_if_ours(str(log), state_dir) == "removed"
+    assert owned.load(state_dir) == {"files": [], "groups": []}
+
+
+def test_a_private_file_is_never_readable_by_others_from_its_creation(tmp_path):
+    path = tmp_path / "log"
+    owned.create_private_file(str(path), os.getuid(), os.getgid(), 0o600)
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        owned.create_private_file(str(path), os.getuid(), os.getgid(), 0o600)
+
+
+def test_symlink_on_path_finds_a_link_among_the_parents(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "via").symlink_to(tmp_path / "real")
+
+    assert owned.symlink_on_path(str(tmp_path / "via" / "file")) == str(tmp_path / "via")
+    assert owned.symlink_on_path(str(tmp_path / "real" / "file")) is None
+
+
+def test_foreign_file_problem_names_a_file_the_formula_did_not_write(tmp_path):
+    (tmp_path / "msmtprc").write_text("account default\n")
+    (tmp_path / "ours").write_text(MARKED)
+
+    assert "was not written by the mail formula" in owned.foreign_file_problem(str(tmp_path / "msmtprc"))
+    assert owned.foreign_file_problem(str(tmp_path / "ours")) is None
+    assert owned.foreign_file_problem(str(tmp_path / "new")) is None
+
+
+def test_only_recorded_groups_and_the_legacy_default_are_the_formulas(state_dir):
+    assert not owned.owns(state_dir, "groups", "sudo")
+    owned.record(state_dir, "groups", "mail-web")
+    assert owned.owns(state_dir, "groups", "mail-web")
+    assert owned.owns(state_dir, "groups", "mail-senders")
