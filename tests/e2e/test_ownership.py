@@ -4,8 +4,9 @@ formula's files, then its directories only when they are empty."""
 
 import os
 import pathlib
+import shutil
 import subprocess
-import sys
+import tempfile
 import time
 
 import pytest
@@ -38,14 +39,17 @@ print(tries, " ".join(sorted(seen)))
 class Watcher:
     """An unprivileged user reading the files while the formula switches modes."""
 
-    def __init__(self, tmp_path, paths):
-        self.stop = tmp_path / "stop"
-        script = tmp_path / "watch.py"
+    def __init__(self, paths):
+        # Not under pytest's tmp_path, which is root's alone (0700).
+        self.directory = pathlib.Path(tempfile.mkdtemp(prefix="mailstack-watch-"))
+        self.directory.chmod(0o755)
+        self.stop = self.directory / "stop"
+        script = self.directory / "watch.py"
         script.write_text(WATCHER)
         script.chmod(0o644)
-        tmp_path.chmod(0o755)
         self.process = subprocess.Popen(
-            ["runuser", "-u", "nobody", "--", sys.executable, str(script), SECRET, str(self.stop), *paths],
+            ["runuser", "-u", "nobody", "--", "/usr/bin/python3", str(script), SECRET, str(self.stop)]
+            + list(paths),
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -54,6 +58,8 @@ class Watcher:
     def result(self):
         self.stop.touch()
         out, _ = self.process.communicate(timeout=30)
+        shutil.rmtree(self.directory)
+        assert self.process.returncode == 0, "the watcher failed"
         tries, _, seen = out.strip().partition(" ")
         return int(tries), seen.split()
 
@@ -81,15 +87,13 @@ class Watcher:
         ),
     ],
 )
-def test_a_secret_is_never_readable_by_others_while_the_mode_switches(
-    clean_machine, tmp_path, before, after, paths
-):
+def test_a_secret_is_never_readable_by_others_while_the_mode_switches(clean_machine, before, after, paths):
     minion = clean_machine
     minion.set_pillar(with_base(**before))
     first = minion.apply()
     assert first.returncode == 0, first.output
 
-    watcher = Watcher(tmp_path, paths)
+    watcher = Watcher(paths)
     minion.set_pillar(with_base(**after))
     switched = minion.apply()
     tries, seen = watcher.result()

@@ -97,7 +97,7 @@ FAMILIES = {
         "map_type": "hash",
         "compat": "3.6",
         "ca": DEFAULT_CA,
-        "prestart": "/usr/lib/postfix/configure-instance.sh -",
+        "prestart": ["/usr/lib/postfix/configure-instance.sh", "-"],
     },
     "Arch": {
         "msmtp": ["msmtp"],
@@ -106,7 +106,7 @@ FAMILIES = {
         "map_type": "lmdb",
         "compat": "3.6",
         "ca": DEFAULT_CA,
-        "prestart": "",
+        "prestart": [],
     },
     "RedHat": {
         "msmtp": ["msmtp"],
@@ -115,7 +115,7 @@ FAMILIES = {
         "map_type": "hash",
         "compat": "2",
         "ca": "/etc/pki/tls/certs/ca-bundle.crt",
-        "prestart": "",
+        "prestart": [],
     },
     "Suse": {
         "msmtp": ["msmtp"],
@@ -124,7 +124,7 @@ FAMILIES = {
         "map_type": "hash",
         "compat": "2",
         "ca": "/etc/ssl/ca-bundle.pem",
-        "prestart": "",
+        "prestart": [],
     },
     "Alpine": {
         "msmtp": ["msmtp"],
@@ -133,7 +133,7 @@ FAMILIES = {
         "map_type": "lmdb",
         "compat": "3.6",
         "ca": DEFAULT_CA,
-        "prestart": "",
+        "prestart": [],
     },
 }
 
@@ -203,17 +203,21 @@ def inventory(states):
                 inv["managed"][name] = {k: args.get(k) for k in ("user", "group", "mode")}
         elif key == "file.absent":
             inv["absent"] += _names(args)
+        elif key == "mailstack.formula_files_absent":
+            inv["absent"] += args["paths"] + args.get("tables", [])
+        elif key == "mailstack.sendmail_link_absent":
+            inv["absent"].append(args["name"])
         elif key == "file.symlink":
             inv["symlinks"][args["name"]] = args["target"]
         elif key == "mailstack.postfix_running":
-            inv["postfix_running"][args["name"]] = args.get("prestart", "")
+            inv["postfix_running"][args["name"]] = args.get("prestart", [])
         elif key == "mailstack.postfix_enabled":
             inv["postfix_enabled"].append(args["name"])
         elif key == "mailstack.postfix_dead":
             inv["postfix_dead"].append(args["name"])
-        elif key == "group.present":
+        elif key in ("group.present", "mailstack.owned_group"):
             inv["groups_present"][args["name"]] = sorted(args.get("members") or [])
-        elif key == "group.absent":
+        elif key in ("group.absent", "mailstack.owned_group_absent"):
             inv["groups_absent"].append(args["name"])
         elif key in ("mailstack.postmapped", "test.show_notification"):
             pass
@@ -389,7 +393,10 @@ def test_show_sls_manages_exactly_the_packages_files_and_services_of_the_mode(re
         wanted, absent = expected_main_cf(profile, mode)
         assert {key: params.get(key) for key in wanted} == wanted
         assert [key for key in absent if key in params] == []
-        watched = {next(iter(w.values())) for w in by_id["mail-smtp-service-running"][2]["watch"]}
+        watched = {
+            next(iter(w.values())) if isinstance(w, dict) else w
+            for w in by_id["mail-smtp-service-running"][2]["watch"]
+        }
         assert "mail-smtp-config-main-cf" in watched
     else:
         assert "mail-smtp-config-main-cf" not in by_id
