@@ -129,7 +129,7 @@ POSTFIX_TUNABLE = frozenset(
 )
 
 
-# Where the files the formula writes or removes may be (see _validate_paths).
+# Where the files the formula writes or removes may be (see _validate_written_paths).
 SYSTEMD_UNIT_DIRS = ("/etc/systemd/system", "/usr/local/lib/systemd/system")
 CRON_DIRS = ("/etc/cron.d",)
 OWN_DIR_NAME = "mailstack"
