@@ -41,3 +41,21 @@ def test_yamllint_passes_parameters_pillar_example_and_formula_strictly():
     yaml_files = _tracked("*.yaml", "*.yml", "pillar.example", "FORMULA", ".salt-lint", ".yamllint")
     assert {"pillar.example", "FORMULA"} <= set(yaml_files)
     _run("yamllint", "--strict", *yaml_files)
+
+
+NEWER_THAN_3_10 = "try:\n    pass\nexcept* ValueError:\n    pass\n"  # Python 3.11 syntax
+
+
+def test_code_that_runs_on_a_minion_fails_the_lint_with_syntax_newer_than_salt_3006s_python(tmp_path):
+    for directory in ("_modules", "_states", "_utils", "_beacons"):
+        module = tmp_path / directory / "newer.py"
+        module.parent.mkdir()
+        module.write_text(NEWER_THAN_3_10)
+        result = subprocess.run(
+            [str(TOOLS / "ruff"), "check", "--config", str(REPO / "ruff.toml"), "--no-cache", str(module)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode != 0 and "3.11" in result.stdout + result.stderr, result.stdout

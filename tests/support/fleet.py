@@ -22,7 +22,7 @@ from tests.support.machines import REPO_ROOT, Machine
 SALT_BIN = pathlib.Path(sys.executable).parent
 PUBLISH_PORT = 14505
 RET_PORT = 14506
-FILE_IGNORE_GLOB = [".venv", ".git", ".pytest_cache", "__pycache__"]
+FILE_IGNORE_GLOB = [".venv", ".venv-*", ".git", ".pytest_cache", "__pycache__"]
 # One state that does nothing: the baseline of a salt-call in each machine.
 NOP_SLS = "fleet-nop:\n  test.nop: []\n"
 

@@ -1,9 +1,12 @@
 """Debian machines booted with systemd (systemd-nspawn), for the fleet tests.
 
 Images
-    ``image(release)`` builds a root file system with ``debootstrap
+    ``image(name)`` builds a root file system with ``debootstrap
     --variant=minbase`` and Salt pip-installed into ``/opt/salt`` (versions
-    from the repository's ``constraints.txt``), and puts the ``.deb`` files the
+    from the image's constraints file: ``constraints.txt``, Salt 3008, or
+    ``constraints-3006.txt`` for ``bookworm-salt3006``, which also holds a
+    wheelhouse of Salt 3008 in ``/root/salt-upgrade`` so that its minion can be
+    upgraded in place without a registry), and puts the ``.deb`` files the
     formula installs (Postfix, msmtp, msmtp-mta and their dependencies) into a
     local apt repository inside it, its only apt source: booted machines have
     no way to a package registry. Images are cached under ``CACHE_DIR`` keyed
@@ -36,7 +39,13 @@ import time
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CACHE_DIR = pathlib.Path(os.environ.get("MAIL_FLEET_CACHE", "/var/cache/mail-formula-tests"))
-RELEASES = ("bookworm", "trixie")
+# image name -> (Debian release, constraints file of its Salt, upgrade wheelhouse)
+IMAGES = {
+    "bookworm": ("bookworm", "constraints.txt", None),
+    "trixie": ("trixie", "constraints.txt", None),
+    "bookworm-salt3006": ("bookworm", "constraints-3006.txt", "constraints.txt"),
+}
+UPGRADE_DIR = "/root/salt-upgrade"
 STALE_BUILD_SECONDS = 3 * 3600
 HOST_CA_BUNDLE = pathlib.Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -82,6 +91,7 @@ python3 -m venv {venv}
 # The host's CA bundle, also for pip's build-isolation subprocesses (timelib).
 export PIP_CERT=/etc/ssl/host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1
 {venv}/bin/pip install -q -c /root/constraints.txt salt
+{upgrade}
 ln -sf {venv}/bin/salt-call {venv}/bin/salt-minion /usr/local/bin/
 apt-get clean
 """
@@ -118,30 +128,32 @@ def debian_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def image_key(release: str) -> str:
+def image_key(name: str) -> str:
+    release, constraints, upgrade = IMAGES[name]
     digest = hashlib.sha256()
-    inputs = (release, BASE_PACKAGES, OFFLINE_PACKAGE_SETS, SALT_MINION_UNIT)
+    inputs = (release, BASE_PACKAGES, OFFLINE_PACKAGE_SETS, SALT_MINION_UNIT, IMAGES[name])
     digest.update(repr(inputs).encode())
     digest.update(BUILD_SCRIPT.encode())
     digest.update(inspect.getsource(_build).encode())
-    digest.update((REPO_ROOT / "constraints.txt").read_bytes())
-    return f"{release}-{digest.hexdigest()[:12]}"
+    for pins in filter(None, (constraints, upgrade)):
+        digest.update((REPO_ROOT / pins).read_bytes())
+    return f"{name}-{digest.hexdigest()[:12]}"
 
 
-def image(release: str, log=print) -> pathlib.Path:
-    """The cached image of ``release``, built first if missing."""
+def image(name: str, log=print) -> pathlib.Path:
+    """The cached image ``name`` (of ``IMAGES``), built first if missing."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    final = CACHE_DIR / image_key(release)
+    final = CACHE_DIR / image_key(name)
     if (final / "etc" / "os-release").exists():
         return final
-    for stale in CACHE_DIR.glob(f".build-{release}-*"):
+    for stale in CACHE_DIR.glob(f".build-{name}-*"):
         # Left by an interrupted build: no build takes hours.
         if time.time() - stale.stat().st_mtime > STALE_BUILD_SECONDS:
             shutil.rmtree(stale, ignore_errors=True)
     started = time.monotonic()
-    work = pathlib.Path(tempfile.mkdtemp(prefix=f".build-{release}-", dir=CACHE_DIR))
+    work = pathlib.Path(tempfile.mkdtemp(prefix=f".build-{name}-", dir=CACHE_DIR))
     try:
-        _build(release, work / "root")
+        _build(name, work / "root")
         try:
             os.rename(work / "root", final)
         except OSError:
@@ -153,7 +165,8 @@ def image(release: str, log=print) -> pathlib.Path:
     return final
 
 
-def _build(release: str, root: pathlib.Path) -> None:
+def _build(name: str, root: pathlib.Path) -> None:
+    release, constraints, upgrade = IMAGES[name]
     _run(
         [
             "debootstrap",
@@ -165,12 +178,17 @@ def _build(release: str, root: pathlib.Path) -> None:
         ]
     )
     shutil.copyfile(HOST_CA_BUNDLE, root / "etc/ssl/host-ca.crt")
-    shutil.copyfile(REPO_ROOT / "constraints.txt", root / "root/constraints.txt")
+    shutil.copyfile(REPO_ROOT / constraints, root / "root/constraints.txt")
+    upgrade_step = ""
+    if upgrade:
+        (root / UPGRADE_DIR.lstrip("/")).mkdir(parents=True)
+        shutil.copyfile(REPO_ROOT / upgrade, root / UPGRADE_DIR.lstrip("/") / "constraints.txt")
+        upgrade_step = f"{SALT_VENV}/bin/pip wheel -q -w {UPGRADE_DIR} -c {UPGRADE_DIR}/constraints.txt salt"
     downloads = "\n".join(
         f"apt-get install -y -q --download-only -o Dir::Cache::archives={LOCAL_REPO}/ {' '.join(pkgs)}"
         for pkgs in OFFLINE_PACKAGE_SETS
     )
-    script = BUILD_SCRIPT.format(repo=LOCAL_REPO, venv=SALT_VENV, downloads=downloads)
+    script = BUILD_SCRIPT.format(repo=LOCAL_REPO, venv=SALT_VENV, downloads=downloads, upgrade=upgrade_step)
     _run(
         ["systemd-nspawn", "-q", "-D", str(root), "--register=no", "--keep-unit", "/bin/sh", "-c", script],
         stdin=subprocess.DEVNULL,
@@ -463,6 +481,6 @@ def _ok(cmd) -> bool:
 if __name__ == "__main__":
     import sys
 
-    for name in sys.argv[1:] or RELEASES:
+    for name in sys.argv[1:] or IMAGES:
         begin = time.monotonic()
         print(image(name), f"{time.monotonic() - begin:.0f} s", flush=True)

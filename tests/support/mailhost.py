@@ -94,3 +94,20 @@ def postfix_log_tail(lines: int = 40) -> str:
 def flush_queue() -> None:
     """Ask Postfix to retry every deferred message now."""
     subprocess.run(["postqueue", "-f"], check=True, capture_output=True)
+
+
+def file_fingerprints(
+    paths=("/etc/postfix", "/etc/msmtprc", "/etc/aliases", "/etc/group", "/var/lib"),
+) -> dict:
+    """Content, owner and mode of the files under ``paths`` (a directory: its
+    direct entries), to show that a refused apply changed nothing."""
+    found = {}
+    for top in map(pathlib.Path, paths):
+        if not os.path.lexists(top):
+            continue
+        entries = [top] + (sorted(top.iterdir()) if top.is_dir() and not top.is_symlink() else [])
+        for path in entries:
+            info = os.lstat(path)
+            content = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+            found[str(path)] = (content, info.st_uid, info.st_gid, info.st_mode)
+    return found

@@ -50,8 +50,9 @@ class SaltCallResult:
 class LocalMinion:
     """A masterless minion configuration whose file_roots is this repository."""
 
-    def __init__(self, directory: pathlib.Path):
+    def __init__(self, directory: pathlib.Path, salt_call: pathlib.Path = SALT_CALL):
         self.directory = pathlib.Path(directory)
+        self.salt_call = pathlib.Path(salt_call)
         self.pillar_dir = self.directory / "pillar"
         self.pillar_dir.mkdir(parents=True, exist_ok=True)
         (self.pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mail\n")
@@ -63,7 +64,7 @@ class LocalMinion:
                     "file_client": "local",
                     "root_dir": str(self.directory / "root"),
                     "file_roots": {"base": [str(REPO)]},
-                    "file_ignore_glob": [".venv", ".git", ".pytest_cache", "__pycache__"],
+                    "file_ignore_glob": [".venv", ".venv-*", ".git", ".pytest_cache", "__pycache__"],
                     "pillar_roots": {"base": [str(self.pillar_dir)]},
                 }
             )
@@ -74,7 +75,7 @@ class LocalMinion:
         (self.pillar_dir / "mail.sls").write_text(salt.utils.yaml.safe_dump({"mail": mail}))
 
     def run(self, *args: str, out: str = "json", timeout: float = 600) -> SaltCallResult:
-        cmd = [str(SALT_CALL), "--local", "-c", str(self.directory), f"--out={out}", *args]
+        cmd = [str(self.salt_call), "--local", "-c", str(self.directory), f"--out={out}", *args]
         completed = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         return SaltCallResult(completed)
 
@@ -84,3 +85,25 @@ class LocalMinion:
     def apply(self, sls: str = "mail", *, test: bool = False, out: str = "json") -> SaltCallResult:
         args = ["state.apply", sls] + (["test=True"] if test else [])
         return self.run(*args, out=out)
+
+
+SALT_3006_VENV = REPO / ".venv-salt3006"
+
+
+def salt_3006_call() -> pathlib.Path:
+    """``salt-call`` of Salt 3006 LTS, in its own virtualenv built by ``bin/venv``
+    from ``constraints-3006.txt`` (kept, and rebuilt only when the pins change)."""
+    completed = subprocess.run(
+        [str(REPO / "bin" / "venv"), str(REPO / "requirements.txt")],
+        env={
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "MAIL_FORMULA_VENV": str(SALT_3006_VENV),
+            "MAIL_FORMULA_CONSTRAINTS": str(REPO / "constraints-3006.txt"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return pathlib.Path(completed.stdout.strip()) / "bin" / "salt-call"

@@ -8,8 +8,7 @@ import logging
 import pathlib
 import ssl
 import threading
-from collections.abc import Iterable
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 import trustme
 from aiosmtpd.controller import Controller
