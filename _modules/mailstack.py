@@ -36,15 +36,11 @@ __virtualname__ = "mailstack"
 PARAMETERS_DIR = "mail/parameters"
 MASK = "********"
 
-# msmtp 1.8 reads its files with a 501-byte buffer: 499 characters, the
-# newline and the NUL. A longer line is refused at send time ("line longer
-# than 500 characters") and msmtp has no way to continue or escape one.
+# Where the module looks at the running system (unit tests point it at a fake root).
 FS_ROOT = "/"
-# Pillar mappings whose keys are the operator's (names, parameters), not the formula's.
+# main.cf parameter names of Postfix 3.7, for checking mail:postfix:main_cf
+# where Postfix is not installed yet.
 POSTFIX_KNOWN_PARAMETERS = "mail/files/postfix-parameters.txt"
-# main.cf parameters mail:postfix:main_cf may not set: what keeps the relay
-# closed, send-only and local delivery off, where mail goes, and what the
-# formula derives from mail:relay, mail:mailu, mail:admin and mail:aliases.
 
 _CONTAINER_CGROUP_RE = re.compile(r"docker|kubepods|containerd|libpod|podman|lxc|machine\.slice/.*nspawn")
 _CONTAINER_VIRTUAL = ("container", "docker", "lxc", "podman", "systemd-nspawn", "kubernetes", "openvzve")

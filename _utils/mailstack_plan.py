@@ -10,6 +10,9 @@ import re
 import shlex
 import zlib
 
+# msmtp 1.8 reads its files with a 501-byte buffer: 499 characters, the
+# newline and the NUL. A longer line is refused at send time ("line longer
+# than 500 characters") and msmtp has no way to continue or escape one.
 MSMTP_MAX_LINE = 499
 
 # The first line of every file the formula writes with content: what tells

@@ -2,9 +2,10 @@
 Settings and their validation for the ``mail`` formula, used by the
 ``mailstack`` execution module (``__utils__["mailstack_settings.validate"]``).
 
-Everything here works on plain data: the module loads the parameter files and
-pillar, and passes in what only the running system can tell (the parameters
-the installed Postfix knows, whether this host is a container).
+The module loads the parameter files and pillar and passes in what only the
+running system can tell (the parameters the installed Postfix knows, whether
+this host is a container); the one look at the system here is that every user
+in ``mail:senders`` exists (the password database).
 """
 
 import copy

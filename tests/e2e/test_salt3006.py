@@ -122,4 +122,8 @@ def test_salt_3006_refuses_a_hostile_pillar_with_nothing_changed(clean3006):
     assert list(refused.states) == ["mail-error"], refused.output
     assert "mail:lookup:state_dir" in refused.states["mail-error"]["comment"]
     assert all(not value["changes"] for value in refused.data.values())
+    # 3006's test states cannot fail in test mode: the dry run shows the message.
+    dry = clean3006.apply(test=True)
+    assert list(dry.states) == ["mail-error"], dry.output
+    assert "mail:lookup:state_dir" in dry.states["mail-error"]["comment"]
     assert mailhost.file_fingerprints() == before
