@@ -33,14 +33,17 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "mailstack"
 
-PARAMETERS_DIR = "mail/parameters"
 MASK = "********"
+# The formula's directory on the Salt file server, unless map.jinja says it is
+# vendored under another name (template-formula's tplroot).
+FORMULA_DIR = "mail"
+_FORMULA_DIR_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 # Where the module looks at the running system (unit tests point it at a fake root).
 FS_ROOT = "/"
-# main.cf parameter names of Postfix 3.7, for checking mail:postfix:main_cf
-# where Postfix is not installed yet.
-POSTFIX_KNOWN_PARAMETERS = "mail/files/postfix-parameters.txt"
+# main.cf parameter names of Postfix 3.7 (in the formula's directory), for
+# checking mail:postfix:main_cf where Postfix is not installed yet.
+POSTFIX_KNOWN_PARAMETERS = "files/postfix-parameters.txt"
 
 _CONTAINER_CGROUP_RE = re.compile(r"docker|kubepods|containerd|libpod|podman|lxc|machine\.slice/.*nspawn")
 _CONTAINER_VIRTUAL = ("container", "docker", "lxc", "podman", "systemd-nspawn", "kubernetes", "openvzve")
@@ -53,15 +56,34 @@ def __virtual__():
 # --------------------------------------------------------------- settings ---
 
 
+def _formula_dir():
+    return __context__.get("mailstack.formula_dir", FORMULA_DIR)
+
+
+def _use_formula_dir(tplroot):
+    """Read the parameter files from ``salt://<tplroot>/`` from now on in this run."""
+    if not tplroot or tplroot == _formula_dir():
+        return
+    if not isinstance(tplroot, str) or not _FORMULA_DIR_RE.fullmatch(tplroot):
+        raise CommandExecutionError(f"tplroot {tplroot!r} is not a directory name on the Salt file server")
+    for cached in ("mailstack.parameter_files", "mailstack.settings", "mailstack.postfix_parameters"):
+        __context__.pop(cached, None)
+    __context__["mailstack.formula_dir"] = tplroot
+
+
+def _parameters_dir():
+    return f"{_formula_dir()}/parameters"
+
+
 def _parameter_files():
     if "mailstack.parameter_files" not in __context__:
-        __context__["mailstack.parameter_files"] = set(__salt__["cp.list_master"](prefix=PARAMETERS_DIR))
+        __context__["mailstack.parameter_files"] = set(__salt__["cp.list_master"](prefix=_parameters_dir()))
     return __context__["mailstack.parameter_files"]
 
 
 def _load_parameter_file(name):
-    """Return the parsed YAML of ``mail/parameters/<name>.yaml``, or ``{}``."""
-    path = f"{PARAMETERS_DIR}/{name}.yaml"
+    """Return the parsed YAML of ``<formula>/parameters/<name>.yaml``, or ``{}``."""
+    path = f"{_parameters_dir()}/{name}.yaml"
     if path not in _parameter_files():
         return {}
     text = __salt__["cp.get_file_str"](f"salt://{path}")
@@ -72,8 +94,8 @@ def _parameter_layers():
     defaults = _load_parameter_file("defaults")
     if not defaults:
         raise CommandExecutionError(
-            f"salt://{PARAMETERS_DIR}/defaults.yaml is not on the Salt file server: put the"
-            " formula's directory in file_roots (or gitfs) so that salt://mail exists"
+            f"salt://{_parameters_dir()}/defaults.yaml is not on the Salt file server: put the"
+            f" formula's directory in file_roots (or gitfs) so that salt://{_formula_dir()} exists"
         )
     layers = [defaults]
     for grain in ("os_family", "os", "osfinger"):
@@ -103,9 +125,7 @@ def _postconf_defaults():
     """Parameter names the installed Postfix knows, or None without Postfix."""
     if not __salt__["cmd.which"]("postconf"):
         return None
-    result = __salt__["cmd.run_all"](
-        ["postconf", "-d"], python_shell=False, ignore_retcode=True, output_loglevel="quiet"
-    )
+    result = _command(["postconf", "-d"])
     if result["retcode"] != 0:
         return None
     return {line.split(" =", 1)[0] for line in result["stdout"].splitlines() if " =" in line}
@@ -117,11 +137,10 @@ def _postfix_known_parameters():
         names = _postconf_defaults()
         source = "postconf -d on this minion"
         if names is None:
-            text = __salt__["cp.get_file_str"](f"salt://{POSTFIX_KNOWN_PARAMETERS}") or ""
+            listed = f"{_formula_dir()}/{POSTFIX_KNOWN_PARAMETERS}"
+            text = __salt__["cp.get_file_str"](f"salt://{listed}") or ""
             names = {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
-            source = (
-                f"the formula's list from Postfix 3.7 ({POSTFIX_KNOWN_PARAMETERS}; Postfix is not installed)"
-            )
+            source = f"the formula's list from Postfix 3.7 ({listed}; Postfix is not installed)"
         __context__["mailstack.postfix_parameters"] = (names, source)
     return __context__["mailstack.postfix_parameters"]
 
@@ -241,7 +260,7 @@ def _refuse_shared_log_file(conf, current):
         raise CommandExecutionError(f"Invalid pillar mail:msmtp:logfile: {problem}")
 
 
-def settings(include_secrets=False):
+def settings(include_secrets=False, tplroot=None):
     """
     Return the merged, validated and normalized settings of the mail formula.
 
@@ -249,17 +268,22 @@ def settings(include_secrets=False):
     changed on the minion. Passwords are replaced by ``********`` unless
     ``include_secrets`` is true (the formula's templates use that).
 
+    tplroot
+        The formula's directory on the file server, where it is not ``mail``
+        (the formula's ``map.jinja`` passes it).
+
     CLI Example:
 
     .. code-block:: bash
 
         salt '*' mailstack.settings
     """
+    _use_formula_dir(tplroot)
     result = _settings()
     return copy.deepcopy(result) if include_secrets else __utils__["mailstack_settings.masked"](result, MASK)
 
 
-def validation_error(writes=True):
+def validation_error(writes=True, tplroot=None):
     """
     Return why the settings are invalid, as one message naming the pillar
     key, or an empty string when they are valid. The formula's states check
@@ -270,6 +294,8 @@ def validation_error(writes=True):
         formula's (a file it did not write, a path through a symbolic link, a
         group it did not create, a log file others could forge). ``mail.clean``,
         which only removes what is the formula's, passes ``False``.
+    tplroot
+        As for ``mailstack.settings``.
 
     CLI Example:
 
@@ -278,6 +304,7 @@ def validation_error(writes=True):
         salt '*' mailstack.validation_error
     """
     try:
+        _use_formula_dir(tplroot)
         _settings()
     except CommandExecutionError as exc:
         return str(exc)
@@ -376,27 +403,34 @@ def _syslog_available():
     return os.path.exists(os.path.join(FS_ROOT, "dev/log"))
 
 
+def _host_facts(conf, include_secrets):
+    lookup = conf["lookup"]
+    return {
+        "fqdn": _fqdn(),
+        "systemd": _systemd_booted(),
+        "syslog": _syslog_available(),
+        "installed_dropins": _installed_alert_dropins(lookup["systemd_unit_dir"]),
+        "health_timer_installed": os.path.exists(
+            os.path.join(FS_ROOT, lookup["systemd_unit_dir"].lstrip("/"), "mail-health.timer")
+        ),
+        "owned_files": __utils__["mailstack_owned.load"](_state_dir(conf))["files"],
+        "mailu_user_is_address": __utils__["mailstack_settings.is_address"](conf["mailu"]["user"]),
+        "mask": None if include_secrets else MASK,
+    }
+
+
 def _plan(include_secrets):
     conf = _settings()
     decided = mode()
+    host = _host_facts(conf, include_secrets)
     if decided["mode"] == "disabled":
         return {
             "mode": "disabled",
             "mode_reason": decided["reason"],
             "container": None,
             "container_reason": "not checked: mail is disabled",
+            "clean": __utils__["mailstack_plan.cleanup"](conf, host),
         }
-    host = {
-        "fqdn": _fqdn(),
-        "systemd": _systemd_booted(),
-        "syslog": _syslog_available(),
-        "installed_dropins": _installed_alert_dropins(conf["lookup"]["systemd_unit_dir"]),
-        "health_timer_installed": os.path.exists(
-            os.path.join(FS_ROOT, conf["lookup"]["systemd_unit_dir"].lstrip("/"), "mail-health.timer")
-        ),
-        "mailu_user_is_address": __utils__["mailstack_settings.is_address"](conf["mailu"]["user"]),
-        "mask": None if include_secrets else MASK,
-    }
     return __utils__["mailstack_plan.build"](conf, decided, is_container(), host)
 
 
@@ -433,12 +467,16 @@ def owned_files():
     return __utils__["mailstack_owned.load"](_state_dir(_settings()))["files"]
 
 
-def plan(include_secrets=False):
+def plan(include_secrets=False, tplroot=None):
     """
     Show what the formula would do on this minion, without changing anything:
     the mode and why, container or not, whether Postfix runs, which packages
-    are installed and removed, what provides ``sendmail`` and where mail goes.
+    are installed and removed, what provides ``sendmail`` and where mail goes,
+    every file with its owner and mode, and what the clean states remove.
     Passwords are masked.
+
+    tplroot
+        As for ``mailstack.settings``.
 
     CLI Example:
 
@@ -447,6 +485,7 @@ def plan(include_secrets=False):
         salt '*' mailstack.plan
         salt-call --local mailstack.plan --out=yaml
     """
+    _use_formula_dir(tplroot)
     return _plan(include_secrets)
 
 
@@ -509,18 +548,11 @@ FOLLOW_INTERVAL = 0.5
 
 def _command(cmd, stdin=None, timeout=None):
     """Run ``cmd`` (a list); return Salt's ``cmd.run_all`` dict."""
-    return __salt__["cmd.run_all"](
-        cmd,
-        python_shell=False,
-        stdin=stdin,
-        timeout=timeout,
-        ignore_retcode=True,
-        output_loglevel="quiet",
-    )
+    return __utils__["mailstack_system.run"](__salt__, cmd, stdin=stdin, timeout=timeout)
 
 
 def _systemd_booted():
-    return os.path.isdir(os.path.join(FS_ROOT, "run/systemd/system"))
+    return __utils__["mailstack_system.systemd_booted"](FS_ROOT)
 
 
 def _postfix_daemon(conf):
@@ -652,8 +684,7 @@ class _PostfixLog:
 
 
 def _postconf_value(parameter):
-    result = _command(["postconf", "-h", parameter])
-    return result["stdout"].strip() if result["retcode"] == 0 else ""
+    return __utils__["mailstack_system.postconf"](__salt__, parameter) or ""
 
 
 def _follow_in_postfix(log, message_id, wait):

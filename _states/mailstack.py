@@ -34,7 +34,6 @@ __virtualname__ = "mailstack"
 LISTEN_PARAMETERS = ("inet_interfaces", "inet_protocols")
 LISTEN_MARKER = "mailstack-listen"
 STOP_TIMEOUT = 120
-MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".dir", "sdbm": ".dir"}
 
 
 def __virtual__():
@@ -46,17 +45,16 @@ def _ret(name, result=True, comment="", changes=None):
 
 
 def _run(cmd):
-    out = __salt__["cmd.run_all"](cmd, python_shell=False, ignore_retcode=True, output_loglevel="debug")
+    out = __utils__["mailstack_system.run"](__salt__, cmd)
     return out["retcode"] == 0, (out["stdout"] + "\n" + out["stderr"]).strip()
 
 
 def _systemd_booted():
-    return os.path.isdir("/run/systemd/system")
+    return __utils__["mailstack_system.systemd_booted"]()
 
 
 def _postconf(*parameters):
-    ok, out = _run(["postconf", "-h", *parameters])
-    return out if ok else None
+    return __utils__["mailstack_system.postconf"](__salt__, *parameters)
 
 
 def _marker_path():
@@ -299,10 +297,6 @@ def postfix_enabled(name="postfix"):
     return _ret(name, True, f"{name} enabled at boot", changes)
 
 
-def _map_file(source, map_type):
-    return source + MAP_SUFFIX.get(map_type, ".db")
-
-
 def postmapped(name, map_type="hash"):
     """
     Build the Postfix lookup table for ``name`` when it is missing or older
@@ -313,7 +307,7 @@ def postmapped(name, map_type="hash"):
     map_type
         The table type: hash, lmdb, btree, cdb.
     """
-    table = _map_file(name, map_type)
+    table = __utils__["mailstack_plan.map_file"](name, map_type)
     changes = {"postmap": f"{map_type}:{name}"}
     if not os.path.exists(name):
         if __opts__["test"]:

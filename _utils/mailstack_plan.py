@@ -25,6 +25,51 @@ ALERT_DROPIN = "50-mail-alert.conf"
 
 HEALTH_UNIT = "mail-health"
 
+# The file postmap builds from a lookup table's source, by table type.
+MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".dir", "sdbm": ".dir"}
+
+
+def map_file(source, map_type):
+    """The table postmap builds from ``source`` for ``map_type``."""
+    return source + MAP_SUFFIX.get(map_type, ".db")
+
+
+def _tables(source, map_type):
+    """Every table the formula may have built from ``source``: what removing it removes."""
+    return sorted({map_file(source, kind) for kind in ("hash", "lmdb", map_type)})
+
+
+def _from_template(path, template, conf, *, mode="0644", group="root", context=None, secret=False):
+    """A file written from a template; ``sources`` tries mail:tofs:source_files first."""
+    return {
+        "path": path,
+        "present": True,
+        "sources": conf["tofs"]["source_files"].get(template, []),
+        "template": template,
+        "user": "root",
+        "group": group,
+        "mode": mode,
+        "context": context or {},
+        "secret": secret,
+    }
+
+
+def _with_contents(path, contents, mode="0644"):
+    return {
+        "path": path,
+        "present": True,
+        "template": "",
+        "contents": contents,
+        "user": "root",
+        "group": "root",
+        "mode": mode,
+        "secret": False,
+    }
+
+
+def _absent(path, tables=()):
+    return {"path": path, "present": False, "tables": list(tables)}
+
 
 def _msmtp_lines_by_key(settings):
     """Yield (pillar key, line) for every line a value can put in msmtp's files."""
@@ -96,11 +141,29 @@ def _describe(target):
 
 
 def _packages(conf, postfix_wanted):
+    """What is installed (and by which state: ``by_state``) and what is removed."""
     msmtp, postfix = conf["lookup"]["msmtp"], conf["lookup"]["postfix"]
     mta = [msmtp["mta_pkg"]] if msmtp["mta_pkg"] else []
+    by_state = {
+        "msmtp": msmtp["pkgs"],
+        "postfix": postfix["pkgs"] if postfix_wanted else [],
+        "sendmail": [] if postfix_wanted else mta,
+    }
+    return {
+        "install": by_state["msmtp"] + by_state["postfix"] + by_state["sendmail"],
+        "remove": mta if postfix_wanted else [postfix["pkgs"][0]],
+        "by_state": by_state,
+    }
+
+
+def _sendmail(conf, postfix_wanted):
+    """How msmtp becomes sendmail where Postfix is not: its MTA package, or a symlink."""
+    msmtp = conf["lookup"]["msmtp"]
     if postfix_wanted:
-        return {"install": msmtp["pkgs"] + postfix["pkgs"], "remove": mta}
-    return {"install": msmtp["pkgs"] + mta, "remove": [postfix["pkgs"][0]]}
+        return {"package": "", "link": None}
+    if msmtp["mta_pkg"]:
+        return {"package": msmtp["mta_pkg"], "link": None}
+    return {"package": "", "link": {"path": msmtp["sendmail"], "target": msmtp["binary"]}}
 
 
 def _bracketed(target):
@@ -351,7 +414,7 @@ def build(conf, decided, container, host):
         Facts of the running system: ``fqdn``, ``systemd`` (PID 1 is
         systemd), ``syslog`` (``/dev/log`` exists), ``installed_dropins``
         (alert drop-ins present), ``health_timer_installed``,
-        ``mailu_user_is_address``, and ``mask``:
+        ``owned_files`` (recorded as the formula's), ``mailu_user_is_address``, and ``mask``:
         what replaces passwords, or ``None`` to keep them.
     """
     postfix, msmtp_target, postfix_upstream = _delivery(conf, decided["mode"], container["container"])
@@ -367,6 +430,21 @@ def build(conf, decided, container, host):
     myhostname = host["fqdn"]
     secret_in_msmtprc = bool(msmtp_target["user"])
     msmtp_log = _msmtp_log(conf, host["syslog"])
+    files = {
+        "msmtprc": _msmtprc(conf, msmtp_target, envelope_sender, msmtp_sender, msmtp_log["line"]),
+        "msmtp_aliases": _msmtp_aliases(conf["admin"], conf["aliases"]),
+        "secret_in_msmtprc": secret_in_msmtprc,
+        "msmtp_log": {k: v for k, v in msmtp_log.items() if k not in ("line", "where")},
+        "main_cf": _postfix_main_cf(conf, postfix_upstream, envelope_sender, relay_sender, myhostname)
+        if postfix
+        else {},
+        "sasl_passwd": _sasl_passwd(postfix_upstream) if postfix else "",
+        "recipient_canonical": _recipient_canonical(conf["admin"], conf["aliases"], myhostname)
+        if postfix
+        else "",
+        "virtual_alias": _virtual_alias(conf["aliases"], myhostname) if postfix else "",
+    }
+    alerts, health = _alerts_plan(conf, host), _health_plan(conf, host)
     return {
         "mode": decided["mode"],
         "mode_reason": decided["reason"],
@@ -386,22 +464,19 @@ def build(conf, decided, container, host):
             "who can send": _who_can_send(conf, secret_in_msmtprc),
             "msmtp logs to": msmtp_log["where"],
         },
-        "alerts": _alerts_plan(conf, host),
-        "health": _health_plan(conf, host),
-        "files": {
-            "msmtprc": _msmtprc(conf, msmtp_target, envelope_sender, msmtp_sender, msmtp_log["line"]),
-            "msmtp_aliases": _msmtp_aliases(conf["admin"], conf["aliases"]),
-            "secret_in_msmtprc": secret_in_msmtprc,
-            "msmtp_log": {k: v for k, v in msmtp_log.items() if k not in ("line", "where")},
-            "main_cf": _postfix_main_cf(conf, postfix_upstream, envelope_sender, relay_sender, myhostname)
-            if postfix
-            else {},
-            "sasl_passwd": _sasl_passwd(postfix_upstream) if postfix else "",
-            "recipient_canonical": _recipient_canonical(conf["admin"], conf["aliases"], myhostname)
-            if postfix
-            else "",
-            "virtual_alias": _virtual_alias(conf["aliases"], myhostname) if postfix else "",
+        "alerts": alerts,
+        "health": health,
+        "files": files,
+        "sendmail_provider": _sendmail(conf, postfix),
+        "senders_group": _senders_group(conf, secret_in_msmtprc),
+        "layout": {
+            "smtp": _smtp_files(conf, files, postfix),
+            "smtp_secrets_absent": {} if postfix else {"secrets-absent": _postfix_secrets_absent(conf)},
+            "msmtp": _msmtp_files(conf, files),
+            "alerts": _alerts_files(conf, alerts),
+            "health": _health_files(conf, health),
         },
+        "clean": cleanup(conf, host),
     }
 
 
@@ -488,3 +563,173 @@ def _postfix_reason(conf, container, postfix):
 def alert_dropin_glob(unit_dir):
     """The pattern matching every alert drop-in the formula may have installed."""
     return f"{unit_dir}/*.d/{ALERT_DROPIN}"
+
+
+# ------------------------------------------------ the files, state by state ---
+
+
+def _smtp_files(conf, files, postfix):
+    """The Postfix relay's files, by the suffix of their state ID (mail-smtp-config-<key>)."""
+    if not postfix:
+        return {}
+    config_dir = conf["lookup"]["postfix"]["config_dir"]
+    sasl = f"{config_dir}/sasl_passwd"
+    layout = {
+        "main-cf": _from_template(
+            f"{config_dir}/main.cf", "main.cf.jinja", conf, context={"params": files["main_cf"]}
+        ),
+        "sasl-passwd": _from_template(sasl, "sasl_passwd.jinja", conf, mode="0600", secret=True)
+        if files["sasl_passwd"]
+        else _absent(sasl, _tables(sasl, conf["lookup"]["postfix"]["map_type"])),
+    }
+    for name in ("recipient_canonical", "virtual_alias"):
+        path = f"{config_dir}/{name}"
+        layout[name.replace("_", "-")] = _with_contents(path, files[name]) if files[name] else _absent(path)
+    return layout
+
+
+def _postfix_secrets_absent(conf):
+    """What a host without the local relay must not keep: the relay's password and its tables."""
+    sasl = f"{conf['lookup']['postfix']['config_dir']}/sasl_passwd"
+    return _absent(sasl, _tables(sasl, conf["lookup"]["postfix"]["map_type"]))
+
+
+def _msmtp_files(conf, files):
+    """msmtp's files, by the suffix of their state ID (mail-msmtp-config-<key>)."""
+    msmtp = conf["lookup"]["msmtp"]
+    secret = files["secret_in_msmtprc"]
+    return {
+        "msmtprc": _from_template(
+            msmtp["config"],
+            "msmtprc.jinja",
+            conf,
+            mode="0640" if secret else "0644",
+            group=msmtp["group"] if secret else "root",
+            secret=True,
+        ),
+        "aliases": _with_contents(msmtp["aliases"], files["msmtp_aliases"])
+        if files["msmtp_aliases"]
+        else _absent(msmtp["aliases"]),
+    }
+
+
+def _senders_group(conf, secret_in_msmtprc):
+    """The formula's group of mail:senders: only where msmtprc holds a password."""
+    return {
+        "name": conf["lookup"]["msmtp"]["group"],
+        "present": secret_in_msmtprc,
+        "members": conf["senders"] if secret_in_msmtprc else [],
+    }
+
+
+def _alerts_files(conf, alerts):
+    """The alert script, its unit, and one OnFailure= drop-in per unit (stale ones absent)."""
+    if not alerts["systemd"]:
+        return {}
+    active = alerts["active"]
+    layout = {
+        "script": _from_template(
+            alerts["script"],
+            "mail-alert.sh.jinja",
+            conf,
+            mode="0755",
+            context={"shell_vars": alerts["shell_vars"]},
+        )
+        if active
+        else _absent(alerts["script"]),
+        "unit": _from_template(
+            alerts["unit_file"], "mail-alert@.service.jinja", conf, context={"script": alerts["script"]}
+        )
+        if active
+        else _absent(alerts["unit_file"]),
+    }
+    for unit, path in sorted(alerts["dropins"].items()):
+        layout[f"dropin-{unit}"] = _from_template(path, "mail-alert-dropin.conf", conf)
+    for path in alerts["stale_dropins"]:
+        layout[f"stale-dropin-{path}"] = _absent(path)
+    return layout
+
+
+def _health_files(conf, health):
+    """The "is alive" script, and its timer units with systemd or its cron entry without."""
+    enabled, systemd = health["enabled"], health["systemd"]
+    context = {k: v for k, v in health.items() if k not in ("files",)}
+    script = _from_template(
+        health["script"],
+        "mail-health.sh.jinja",
+        conf,
+        mode="0755",
+        context={"shell_vars": health["shell_vars"]},
+    )
+    layout = {"script": script if enabled else _absent(health["script"])}
+    if systemd:
+        for key, template in (("service", "mail-health.service.jinja"), ("timer", "mail-health.timer.jinja")):
+            path = health[f"{key}_file"]
+            layout[key] = _from_template(path, template, conf, context=context) if enabled else _absent(path)
+    else:
+        cron = _from_template(health["cron_file"], "mail-health.cron.jinja", conf, context=context)
+        layout["cron"] = cron if enabled else _absent(health["cron_file"])
+    return layout
+
+
+def cleanup(conf, host):
+    """
+    What ``mail.clean`` and its per-concern clean states remove, whatever the
+    current mode: packages, units and every file the formula may have written.
+    Only files that carry the formula's marker or that it recorded as its own
+    are removed (``mailstack.formula_files_absent``).
+
+    host
+        ``systemd``, ``health_timer_installed``, ``installed_dropins`` and
+        ``owned_files`` (recorded in the state directory).
+    """
+    lookup = conf["lookup"]
+    postfix, msmtp = lookup["postfix"], lookup["msmtp"]
+    sasl = f"{postfix['config_dir']}/sasl_passwd"
+    unit_dir = lookup["systemd_unit_dir"]
+    return {
+        "smtp": {
+            "service": postfix["service"],
+            "packages": postfix["pkgs"][:1],
+            "files": [
+                f"{postfix['config_dir']}/main.cf",
+                sasl,
+                f"{postfix['config_dir']}/recipient_canonical",
+                f"{postfix['config_dir']}/virtual_alias",
+            ],
+            "tables": _tables(sasl, postfix["map_type"]),
+        },
+        "msmtp": {
+            "packages": ([msmtp["mta_pkg"]] if msmtp["mta_pkg"] else []) + msmtp["pkgs"],
+            "files": [msmtp["config"], msmtp["aliases"], *host["owned_files"]],
+            "group": msmtp["group"],
+            "sendmail_link": None
+            if msmtp["mta_pkg"]
+            else {"path": msmtp["sendmail"], "target": msmtp["binary"]},
+        },
+        "alerts": {
+            "files": [
+                f"{lookup['libexec_dir']}/mail-alert",
+                f"{unit_dir}/{ALERT_UNIT}",
+                *host["installed_dropins"],
+            ],
+            "systemd": host["systemd"],
+        },
+        "health": {
+            "timer": f"{HEALTH_UNIT}.timer" if host["health_timer_installed"] else "",
+            "files": [
+                f"{lookup['libexec_dir']}/{HEALTH_UNIT}",
+                f"{lookup['cron_dir']}/{HEALTH_UNIT}",
+                f"{unit_dir}/{HEALTH_UNIT}.service",
+                f"{unit_dir}/{HEALTH_UNIT}.timer",
+            ],
+            "systemd": host["systemd"],
+        },
+        "directories": {
+            lookup["libexec_dir"]: {"files": [], "subdirs": []},
+            lookup["state_dir"]: {
+                "files": ["health.last", "owned.json", "owned.json.new"],
+                "subdirs": ["alerts"],
+            },
+        },
+    }

@@ -28,7 +28,25 @@ RELAY_TLS = ("implicit", "starttls", "none")
 SECRET_KEYS = ("password",)
 
 
-FREE_FORM_KEYS = ("mail:aliases", "mail:postfix:main_cf")
+FREE_FORM_KEYS = ("mail:aliases", "mail:postfix:main_cf", "mail:tofs:source_files")
+
+# The formula's templates (in <formula>/files/) that pillar mail:tofs:source_files
+# may replace with sources of its own, tried in order before the formula's.
+TEMPLATES = (
+    "main.cf.jinja",
+    "sasl_passwd.jinja",
+    "msmtprc.jinja",
+    "mail-alert.sh.jinja",
+    "mail-alert@.service.jinja",
+    "mail-alert-dropin.conf",
+    "mail-health.sh.jinja",
+    "mail-health.service.jinja",
+    "mail-health.timer.jinja",
+    "mail-health.cron.jinja",
+)
+
+# A template override: a file on the Salt fileserver, never a URL or a local path.
+_SALT_SOURCE_RE = re.compile(r"salt://[A-Za-z0-9_.@+-]+(/[A-Za-z0-9_.@+-]+)*(\?saltenv=[A-Za-z0-9_-]+)?")
 
 
 # main.cf parameters the formula sets from other keys: naming one in
@@ -508,6 +526,7 @@ def validate(raw, known_postfix_parameters, in_container):
         "relay": _validate_relay(check),
         "alerts": _validate_alerts(check),
         "health": _validate_health(check),
+        "tofs": {"source_files": _validate_tofs(check, raw["tofs"]["source_files"])},
         "lookup": _validate_lookup(raw.get("lookup", {})),
     }
     if settings["mode"] == "mailu" and not mailu["host"]:
@@ -535,6 +554,41 @@ def _validate_alerts(check):
                 " starts with it, mail-alert@ included): list the units themselves",
             )
     return {"units": sorted(set(units)), "interval": check.integer("alerts:interval", 0, 7 * 86400)}
+
+
+def _validate_tofs(check, source_files):
+    if source_files is None:
+        return {}
+    if not isinstance(source_files, dict):
+        check.fail(
+            "tofs:source_files",
+            f"must be a mapping of template names to lists of salt:// sources, got {source_files!r}",
+        )
+    result = {}
+    for template, sources in source_files.items():
+        key = f"tofs:source_files:{template}"
+        if template not in TEMPLATES:
+            check.fail(
+                "tofs:source_files", f"{template!r} is not a template of the formula ({', '.join(TEMPLATES)})"
+            )
+        if isinstance(sources, str):
+            sources = [sources]
+        if not isinstance(sources, list) or not sources:
+            check.fail(key, f"must be a list of salt:// sources, got {sources!r}")
+        for source in sources:
+            if (
+                not isinstance(source, str)
+                or not _SALT_SOURCE_RE.fullmatch(source)
+                or "/../" in source + "/"
+                or "/./" in source + "/"
+            ):
+                check.fail(
+                    key,
+                    f"{source!r} is not a salt:// path on the fileserver (salt://<dir>/<file>, without .. or"
+                    " spaces; http and local paths are refused)",
+                )
+        result[template] = list(sources)
+    return result
 
 
 def _validate_health(check):

@@ -1,4 +1,5 @@
-{%- from "mail/map.jinja" import plan with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import plan with context %}
 
 mail-disabled:
   test.show_notification:

@@ -1,4 +1,5 @@
-{%- from "mail/map.jinja" import error with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import error with context %}
 
 mail-error:
   test.configurable_test_state:

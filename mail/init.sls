@@ -1,13 +1,13 @@
-{%- from "mail/map.jinja" import error, plan with context %}
+{#- Outbound system mail: the local relay or its removal, msmtp, alerts, health. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import blocked with context %}
 
 include:
-{%- if error %}
-  - mail.error
-{%- elif plan.mode == 'disabled' %}
-  - mail.disabled
+{%- if blocked %}
+  - {{ blocked }}
 {%- else %}
-  - mail.smtp
-  - mail.msmtp
-  - mail.alerts
-  - mail.health
+  - .smtp
+  - .msmtp
+  - .alerts
+  - .health
 {%- endif %}

@@ -1,16 +1,20 @@
-{#- When msmtp itself authenticates, /etc/msmtprc holds the password: only
+{#- When msmtp itself authenticates, its configuration holds the password: only
     root and the users in mail:senders (through a formula-owned group) read it. #}
-{%- from "mail/map.jinja" import mail, plan with context %}
-{%- set msmtp = mail.lookup.msmtp %}
-{%- set state_dir = mail.lookup.state_dir %}
-{%- set secret = plan.files.secret_in_msmtprc %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mail, plan, blocked, file_state with context %}
+{%- set files = plan.layout.msmtp if not blocked else {} %}
+{%- set group = plan.senders_group %}
+
+include:
+  - {{ blocked or '.package' }}
+{%- if not blocked %}
 
 mail-msmtp-config-senders-group:
-{%- if secret %}
+{%-   if group.present %}
   mailstack.owned_group:
-    - name: {{ msmtp.group }}
-    - members: {{ mail.senders | json }}
-    - state_dir: {{ state_dir }}
+    - name: {{ group.name | json }}
+    - members: {{ group.members | json }}
+    - state_dir: {{ mail.lookup.state_dir | json }}
     - require_in:
       - file: mail-msmtp-config-msmtprc-private
 
@@ -18,52 +22,30 @@ mail-msmtp-config-senders-group:
     one: the file is made private first, so the password is never readable by others. #}
 mail-msmtp-config-msmtprc-private:
   file.managed:
-    - name: {{ msmtp.config }}
+    - name: {{ files.msmtprc.path | json }}
     - replace: false
     - user: root
-    - group: {{ msmtp.group }}
+    - group: {{ group.name | json }}
     - mode: '0640'
     - require_in:
       - file: mail-msmtp-config-msmtprc
-{%- else %}
+{%-   else %}
   mailstack.owned_group_absent:
-    - name: {{ msmtp.group }}
-    - state_dir: {{ state_dir }}
+    - name: {{ group.name | json }}
+    - state_dir: {{ mail.lookup.state_dir | json }}
     - require:
       - file: mail-msmtp-config-msmtprc
-{%- endif %}
-
-mail-msmtp-config-msmtprc:
-  file.managed:
-    - name: {{ msmtp.config }}
-    - source: salt://mail/files/msmtprc.jinja
-    - template: jinja
-    - user: root
-    - group: {{ msmtp.group if secret else 'root' }}
-    - mode: '{{ '0640' if secret else '0644' }}'
-    - show_changes: false
-    - require:
-      - pkg: mail-msmtp-package-installed
-
-mail-msmtp-config-aliases:
-{%- if plan.files.msmtp_aliases %}
-  file.managed:
-    - name: {{ msmtp.aliases }}
-    - contents: {{ plan.files.msmtp_aliases | json }}
-    - mode: '0644'
-{%- else %}
-  mailstack.formula_files_absent:
-    - paths:
-      - {{ msmtp.aliases }}
-    - state_dir: {{ state_dir }}
-{%- endif %}
-{%- set log = plan.files.msmtp_log %}
-{%- if log.logfile %}
+{%-   endif %}
+{{ file_state('mail-msmtp-config-msmtprc', files.msmtprc, {'require': [{'pkg': 'mail-msmtp-package-installed'}]}) }}
+{{ file_state('mail-msmtp-config-aliases', files.aliases) }}
+{%-   set log = plan.files.msmtp_log %}
+{%-   if log.logfile %}
 
 {#- Root's alone: a log file is only allowed where only root sends. #}
 mail-msmtp-config-logfile:
   mailstack.owned_log_file:
-    - name: {{ log.logfile }}
+    - name: {{ log.logfile | json }}
     - mode: '{{ log.mode }}'
-    - state_dir: {{ state_dir }}
+    - state_dir: {{ mail.lookup.state_dir | json }}
+{%-   endif %}
 {%- endif %}

@@ -1,15 +1,12 @@
 {#- msmtp, the sendmail-compatible client, everywhere; it is sendmail where Postfix is not. #}
-{%- from "mail/map.jinja" import error, plan with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import blocked with context %}
 
 include:
-{%- if error %}
-  - mail.error
-{%- elif plan.mode == 'disabled' %}
-  - mail.disabled
+{%- if blocked %}
+  - {{ blocked }}
 {%- else %}
-  - mail.msmtp.package
-  - mail.msmtp.config
-{%- if plan.sendmail == 'msmtp' %}
-  - mail.msmtp.sendmail
-{%- endif %}
+  - .package
+  - .config
+  - .sendmail
 {%- endif %}

@@ -1,5 +1,12 @@
-{%- from "mail/map.jinja" import mail with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import plan, blocked with context %}
+{%- if blocked %}
+
+include:
+  - {{ blocked }}
+{%- else %}
 
 mail-msmtp-package-installed:
   pkg.installed:
-    - pkgs: {{ mail.lookup.msmtp.pkgs | json }}
+    - pkgs: {{ plan.packages.by_state.msmtp | json }}
+{%- endif %}

@@ -1,19 +1,28 @@
-{#- msmtp as sendmail: only once Postfix, which provides its own, is gone. #}
-{%- from "mail/map.jinja" import mail with context %}
-{%- set msmtp = mail.lookup.msmtp %}
+{#- msmtp as sendmail: only once Postfix, which provides its own, is gone;
+    where the plan has Postfix, sendmail is Postfix's and nothing is done here. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import plan, blocked with context %}
+{%- set provider = plan.sendmail_provider %}
 
 include:
-  - mail.smtp.clean
+{%- if blocked %}
+  - {{ blocked }}
+{%- else %}
+  - .package
+{%-   if plan.sendmail == 'msmtp' %}
+  - {{ tplroot }}.smtp.package
 
 mail-msmtp-sendmail:
-{%- if msmtp.mta_pkg %}
+{%-     if provider.package %}
   pkg.installed:
-    - name: {{ msmtp.mta_pkg }}
-{%- else %}
+    - name: {{ provider.package | json }}
+{%-     else %}
   file.symlink:
-    - name: {{ msmtp.sendmail }}
-    - target: {{ msmtp.binary }}
-{%- endif %}
+    - name: {{ provider.link.path | json }}
+    - target: {{ provider.link.target | json }}
+{%-     endif %}
     - require:
-      - pkg: mail-smtp-clean-package-removed
+      - pkg: mail-smtp-package-removed
       - pkg: mail-msmtp-package-installed
+{%-   endif %}
+{%- endif %}

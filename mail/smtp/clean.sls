@@ -1,24 +1,29 @@
-{#- No Postfix here: stop it before removing it, since no init system may stop it for us. #}
-{%- from "mail/map.jinja" import mail, plan, sasl_files with context %}
-{%- set postfix = mail.lookup.postfix %}
+{#- Undo the local relay: Postfix stopped and purged, the formula's files in
+    its configuration directory removed. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
+{%- set clean = plan.clean.smtp if not blocked else {} %}
+{%- if blocked %}
 
-mail-smtp-clean-skipped:
-  test.show_notification:
-    - text: {{ ('No local Postfix: ' ~ plan.postfix_reason) | json }}
+include:
+  - {{ blocked }}
+{%- else %}
 
 mail-smtp-clean-service-dead:
   mailstack.postfix_dead:
-    - name: {{ postfix.service }}
+    - name: {{ clean.service | json }}
 
-mail-smtp-clean-package-removed:
-  pkg.removed:
-    - pkgs: {{ postfix.pkgs[:1] | json }}
+mail-smtp-clean-package-purged:
+  pkg.purged:
+    - pkgs: {{ clean.packages | json }}
     - require:
       - mailstack: mail-smtp-clean-service-dead
 
-mail-smtp-clean-secrets-absent:
+mail-smtp-clean-files-absent:
   mailstack.formula_files_absent:
-    - paths:
-      - {{ sasl_files[0] }}
-    - tables: {{ sasl_files[1:] | json }}
-    - state_dir: {{ mail.lookup.state_dir }}
+    - paths: {{ clean.files | json }}
+    - tables: {{ clean.tables | json }}
+    - state_dir: {{ mail.lookup.state_dir | json }}
+    - require:
+      - pkg: mail-smtp-clean-package-purged
+{%- endif %}

@@ -1,15 +1,13 @@
-{#- The local Postfix relay: configured where the plan wants it, else removed. #}
-{%- from "mail/map.jinja" import error, plan with context %}
+{#- The local Postfix relay: configured, installed and running where the plan
+    wants it, else stopped and removed with its secrets. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import blocked with context %}
 
 include:
-{%- if error %}
-  - mail.error
-{%- elif plan.mode == 'disabled' %}
-  - mail.disabled
-{%- elif plan.postfix %}
-  - mail.smtp.config
-  - mail.smtp.package
-  - mail.smtp.service
+{%- if blocked %}
+  - {{ blocked }}
 {%- else %}
-  - mail.smtp.clean
+  - .config
+  - .package
+  - .service
 {%- endif %}

@@ -1,27 +1,40 @@
-{%- from "mail/map.jinja" import mail, plan with context %}
-{%- set msmtp = mail.lookup.msmtp %}
+{#- Postfix installed where the plan has the local relay (after main.cf, in
+    place of msmtp's sendmail), else removed once it is stopped. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import plan, blocked with context %}
 
-{%- if plan.packages.remove %}
+include:
+  - {{ blocked or ('.config' if plan.postfix else '.service') }}
+{%- if blocked %}
+{%- elif plan.postfix %}
+{%-   if plan.packages.remove %}
 
 mail-smtp-package-conflicts-removed:
   pkg.removed:
     - pkgs: {{ plan.packages.remove | json }}
     - require_in:
       - pkg: mail-smtp-package-installed
-{%- endif %}
-
-{%- if not msmtp.mta_pkg %}
+{%-   endif %}
+{%-   if plan.clean.msmtp.sendmail_link %}
 
 mail-smtp-package-sendmail-link-removed:
   mailstack.sendmail_link_absent:
-    - name: {{ msmtp.sendmail }}
-    - target: {{ msmtp.binary }}
+    - name: {{ plan.clean.msmtp.sendmail_link.path | json }}
+    - target: {{ plan.clean.msmtp.sendmail_link.target | json }}
     - require_in:
       - pkg: mail-smtp-package-installed
-{%- endif %}
+{%-   endif %}
 
 mail-smtp-package-installed:
   pkg.installed:
-    - pkgs: {{ mail.lookup.postfix.pkgs | json }}
+    - pkgs: {{ plan.packages.by_state.postfix | json }}
     - require:
       - file: mail-smtp-config-main-cf
+{%- else %}
+
+mail-smtp-package-removed:
+  pkg.removed:
+    - pkgs: {{ plan.packages.remove | json }}
+    - require:
+      - mailstack: mail-smtp-service-dead
+{%- endif %}

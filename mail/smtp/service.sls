@@ -1,20 +1,41 @@
-{%- from "mail/map.jinja" import mail with context %}
+{#- Postfix running (reloaded or restarted when its files change) and enabled
+    at boot; without the local relay, stopped before it is removed, since no
+    init system may stop it for us. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
 {%- set postfix = mail.lookup.postfix %}
+
+include:
+  - {{ blocked or '.package' }}
+{%- if blocked %}
+{%- elif plan.postfix %}
 
 mail-smtp-service-running:
   mailstack.postfix_running:
-    - name: {{ postfix.service }}
+    - name: {{ postfix.service | json }}
     - prestart: {{ postfix.prestart | json }}
     - require:
       - pkg: mail-smtp-package-installed
     - watch:
-      - file: mail-smtp-config-main-cf
-      - mail-smtp-config-sasl-passwd
-      - mail-smtp-config-recipient-canonical
-      - mail-smtp-config-virtual-alias
+{%-   for key in plan.layout.smtp | sort %}
+      - mail-smtp-config-{{ key }}
+{%-   endfor %}
+{%-   if plan.layout.smtp['sasl-passwd'].present %}
+      - mail-smtp-config-sasl-passwd-table
+{%-   endif %}
 
 mail-smtp-service-enabled:
   mailstack.postfix_enabled:
-    - name: {{ postfix.service }}
+    - name: {{ postfix.service | json }}
     - require:
       - pkg: mail-smtp-package-installed
+{%- else %}
+
+mail-smtp-service-not-wanted:
+  test.show_notification:
+    - text: {{ ('No local Postfix: ' ~ plan.postfix_reason) | json }}
+
+mail-smtp-service-dead:
+  mailstack.postfix_dead:
+    - name: {{ postfix.service | json }}
+{%- endif %}

@@ -20,7 +20,7 @@ def _assert_no_postfix_and_says_why(result):
     assert not mailhost.postfix_running()
     assert mailhost.tcp_listeners(25) == []
     assert mailhost.package_installed("msmtp-mta")
-    assert CONTAINER_REASON in result.states["mail-smtp-clean-skipped"]["comment"]
+    assert CONTAINER_REASON in result.states["mail-smtp-service-not-wanted"]["comment"]
 
 
 def test_container_relay_sends_with_msmtp_straight_to_the_relayhost(clean_machine, smtp_peer_factory):

@@ -193,6 +193,24 @@ CASES = [
         "mail:lookup:postfix:pkgs",
         None,
     ),
+    (
+        "tofs-template-from-the-web",
+        {"tofs": {"source_files": {"main.cf.jinja": ["https://example.net/main.cf"]}}},
+        "mail:tofs:source_files:main.cf.jinja",
+        None,
+    ),
+    (
+        "tofs-template-from-a-local-file",
+        {"tofs": {"source_files": {"msmtprc.jinja": ["file:///etc/shadow"]}}},
+        "mail:tofs:source_files:msmtprc.jinja",
+        None,
+    ),
+    (
+        "tofs-template-out-of-the-file-root",
+        {"tofs": {"source_files": {"sasl_passwd.jinja": ["salt://../../etc/shadow"]}}},
+        "mail:tofs:source_files:sasl_passwd.jinja",
+        None,
+    ),
 ]
 
 

@@ -7,6 +7,7 @@ fleet: each starts from what the one before left.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 
 from tests.fleet.conftest import (
@@ -133,26 +134,38 @@ def test_second_apply_over_the_fleet_changes_nothing_on_any_node(fleet, first_ap
 # ---------------------------------------------------------- 6. fleet figures ---
 
 
+BENCH_RUNS = 3
+
+
+def _timed_salt_call(machine, *args):
+    started = time.monotonic()
+    done = machine.run(["salt-call", "--out=json", *args], timeout=600)
+    return time.monotonic() - started, json.loads(done.stdout)["local"]
+
+
 def test_fleet_figures_idempotent_apply_against_a_one_nop_state_per_node(fleet, first_apply):
+    """What bin/bench measures, per node: medians of alternating idempotent
+    applies and one-test.nop runs, and their ratio (issue 15 wants <= 1.3)."""
     for minion, machine in sorted(fleet.machines.items()):
-        started = time.monotonic()
-        nop = machine.run(["salt-call", "--out=json", "state.apply", "fleet_nop"], timeout=300)
-        nop_seconds = time.monotonic() - started
-        started = time.monotonic()
-        mail = machine.run(["salt-call", "--out=json", "state.apply", "mail"], timeout=600)
-        mail_seconds = time.monotonic() - started
-        mail_states = json.loads(mail.stdout)["local"].values()
-        nop_states = json.loads(nop.stdout)["local"].values()
-        assert [(s["result"], s["changes"]) for s in nop_states] == [(True, {})], nop.stdout
-        assert {s["__id__"] for s in mail_states if s["result"] is not True or s["changes"]} == set(), minion
+        applies, floors = [], []
+        for _ in range(BENCH_RUNS):
+            seconds, mail_states = _timed_salt_call(machine, "state.apply", "mail")
+            assert {
+                s["__id__"] for s in mail_states.values() if s["result"] is not True or s["changes"]
+            } == set()
+            applies.append(seconds)
+            seconds, nop_states = _timed_salt_call(machine, "state.apply", "fleet_nop")
+            assert [(s["result"], s["changes"]) for s in nop_states.values()] == [(True, {})]
+            floors.append(seconds)
         assert len(mail_states) > 5, minion
-        in_states = sum(s["duration"] for s in mail_states) / 1000
-        slowest = max(mail_states, key=lambda s: s["duration"])
+        apply, floor = statistics.median(applies), statistics.median(floors)
+        in_states = sum(s["duration"] for s in mail_states.values()) / 1000
+        slowest = max(mail_states.values(), key=lambda s: s["duration"])
         record(
             f"{minion} ({machine.release}) salt-call",
-            f"idempotent state.apply mail {mail_seconds:.1f} s ({len(mail_states)} states,"
-            f" {in_states:.2f} s in states, slowest {slowest['__id__']} {slowest['duration']:.0f} ms),"
-            f" one test.nop state {nop_seconds:.1f} s",
+            f"idempotent state.apply mail {apply:.2f} s against one test.nop {floor:.2f} s: ratio"
+            f" {apply / floor:.2f} (medians of {BENCH_RUNS}; {len(mail_states)} states, {in_states:.2f} s in"
+            f" states, slowest {slowest['__id__']} {slowest['duration']:.0f} ms)",
         )
 
 
@@ -273,7 +286,7 @@ def test_switching_relay_to_mailu_direct_and_back_stops_and_removes_postfix_thro
             assert unit_state(machine) == ("active", "enabled"), name
             assert smtp_listeners(machine) <= LOOPBACK_ONLY, name
         else:
-            assert applied.changed("n1")["mail-smtp-clean-service-dead"] == {"postfix": "stopped"}
+            assert applied.changed("n1")["mail-smtp-service-dead"] == {"postfix": "stopped"}
             assert not status.endswith("ok installed"), (name, status)
             assert smtp_listeners(machine) == set(), name
             # systemd stopped it (a stop job ran) and finished: inactive, not failed.

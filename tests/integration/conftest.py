@@ -28,7 +28,11 @@ import tempfile
 import pytest
 import salt.utils.yaml
 
+from tests.support.loader import formula_root
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The file root of every minion here: the formula alone (see formula_root).
+FORMULA_ROOT = formula_root(pathlib.Path(tempfile.mkdtemp(prefix="mail-formula-root-")))
 FAKE_PKG_DIR = pathlib.Path(__file__).resolve().parent / "files" / "fake_pkg"
 
 # Every test pillar uses these secrets; no Salt output may ever contain them.
@@ -75,7 +79,7 @@ OS_PROFILES = {
 # The repository root is the file root; its virtualenv (27,000 files) and git
 # data are not formula files. Without this the fileserver walks them on every
 # file listing: ~0.7 s per salt-call, and ~35 s for a master's first sync_all.
-FILE_IGNORE_GLOB = [".venv", ".venv-*", ".git", ".pytest_cache", "__pycache__"]
+FILE_IGNORE_GLOB = ["*/__pycache__", "*.pyc"]
 
 
 def uses_fake_pkg(profile: str) -> bool:
@@ -168,7 +172,7 @@ def masterless_config(profile: str | None, grains: dict | None = None) -> dict:
     grains = dict(grains or OS_PROFILES[profile])
     overrides = {
         "file_client": "local",
-        "file_roots": {"base": [str(REPO_ROOT)]},
+        "file_roots": {"base": [str(FORMULA_ROOT)]},
         "file_ignore_glob": FILE_IGNORE_GLOB,
         "grains": grains,
         # Grains and pillar come from the config: no grain cache across calls.

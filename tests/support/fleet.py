@@ -17,12 +17,13 @@ import time
 
 import salt.utils.yaml
 
-from tests.support.machines import REPO_ROOT, Machine
+from tests.support.loader import formula_root
+from tests.support.machines import Machine
 
 SALT_BIN = pathlib.Path(sys.executable).parent
 PUBLISH_PORT = 14505
 RET_PORT = 14506
-FILE_IGNORE_GLOB = [".venv", ".venv-*", ".git", ".pytest_cache", "__pycache__"]
+FILE_IGNORE_GLOB = ["*/__pycache__", "*.pyc"]
 # One state that does nothing: the baseline of a salt-call in each machine.
 NOP_SLS = "fleet-nop:\n  test.nop: []\n"
 
@@ -56,7 +57,7 @@ class SaltMaster:
             "publish_port": PUBLISH_PORT,
             "ret_port": RET_PORT,
             "worker_threads": worker_threads,
-            "file_roots": {"base": [str(REPO_ROOT), str(self.states_dir)]},
+            "file_roots": {"base": [str(formula_root(self.directory / "formula")), str(self.states_dir)]},
             "file_ignore_glob": FILE_IGNORE_GLOB,
             "pillar_roots": {"base": [str(self.pillar_dir)]},
             "timeout": 60,

@@ -29,3 +29,19 @@ def load_utils():
             ):
                 utils[f"{path.stem}.{name}"] = value
     return utils
+
+
+FORMULA_DIRS = ("_modules", "_states", "_utils", "_beacons")
+
+
+def formula_root(directory: pathlib.Path, name: str = "mail") -> pathlib.Path:
+    """A Salt file root holding only the formula (``name`` links to ``mail/``),
+    as bin/apply makes it: Salt walks every file root on each run, and the
+    repository also holds virtualenvs."""
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for link, target in ((name, "mail"), *((d, d) for d in FORMULA_DIRS)):
+        path = directory / link
+        if not path.is_symlink():
+            path.symlink_to(REPO / target, target_is_directory=True)
+    return directory

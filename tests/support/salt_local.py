@@ -9,6 +9,8 @@ import sys
 
 import salt.utils.yaml
 
+from tests.support.loader import formula_root
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SALT_CALL = pathlib.Path(sys.executable).with_name("salt-call")
 
@@ -47,12 +49,19 @@ class SaltCallResult:
         return f"SaltCallResult(returncode={self.returncode}, output={self.output[-3000:]!r})"
 
 
-class LocalMinion:
-    """A masterless minion configuration whose file_roots is this repository."""
+FILE_IGNORE_GLOB = ["*/__pycache__", "*.pyc"]
 
-    def __init__(self, directory: pathlib.Path, salt_call: pathlib.Path = SALT_CALL):
+
+class LocalMinion:
+    """A masterless minion configuration whose file root is the formula
+    (under ``formula_name``, ``mail`` unless a test renames it)."""
+
+    def __init__(
+        self, directory: pathlib.Path, salt_call: pathlib.Path = SALT_CALL, formula_name: str = "mail"
+    ):
         self.directory = pathlib.Path(directory)
         self.salt_call = pathlib.Path(salt_call)
+        self.file_root = formula_root(self.directory / "formula", formula_name)
         self.pillar_dir = self.directory / "pillar"
         self.pillar_dir.mkdir(parents=True, exist_ok=True)
         (self.pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mail\n")
@@ -63,8 +72,8 @@ class LocalMinion:
                     "id": "e2e",
                     "file_client": "local",
                     "root_dir": str(self.directory / "root"),
-                    "file_roots": {"base": [str(REPO)]},
-                    "file_ignore_glob": [".venv", ".venv-*", ".git", ".pytest_cache", "__pycache__"],
+                    "file_roots": {"base": [str(self.file_root)]},
+                    "file_ignore_glob": FILE_IGNORE_GLOB,
                     "pillar_roots": {"base": [str(self.pillar_dir)]},
                 }
             )

@@ -13,8 +13,8 @@ import json
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.unit.conftest import REFUSED, SENT
-from tests.unit.test_mailstack_module import SECRET
+from tests.support.mailstack_unit import SECRET
+from tests.support.unit_node import REFUSED, SENT
 
 
 def _queued(queue_name, age, reason=None):

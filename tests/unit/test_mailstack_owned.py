@@ -1,4 +1,6 @@
-"""What is the formula's own on a host: the marker, the record, no link followed."""
+"""What is the formula's own on a host: the marker, the record, no link followed
+(``_utils/mailstack_owned.py``), and the execution module refusing, through it,
+a plan that would write, chown or remove what is not the formula's."""
 
 import os
 import stat
@@ -6,6 +8,7 @@ import stat
 import pytest
 
 from tests.support.loader import REPO, load_salt_module
+from tests.support.mailstack_unit import mailu, names_key
 
 owned = load_salt_module(REPO / "_utils" / "mailstack_owned.py", "mailstack_owned_under_test")
 MARKED = "# Managed by Salt (mail formula). Local changes are overwritten.\nroot: ops@example.org\n"
@@ -76,3 +79,65 @@ def test_only_recorded_groups_and_the_legacy_default_are_the_formulas(state_dir)
     owned.record(state_dir, "groups", "mail-web")
     assert owned.owns(state_dir, "groups", "mail-web")
     assert owned.owns(state_dir, "groups", "mail-senders")
+
+
+# ----------------------------- the module refuses what is not the formula's ---
+
+
+@pytest.mark.parametrize("existing", ["file", "symlink"], ids=["someone-elses-file", "symlink-to-passwd"])
+def test_msmtp_logfile_that_exists_and_is_not_the_formulas_is_refused(configure, fake_root, existing):
+    log_dir = fake_root / "var" / "log"
+    log_dir.mkdir(parents=True)
+    if existing == "file":
+        (log_dir / "mail.log").write_text("rsyslog's\n")
+    else:
+        (log_dir / "mail.log").symlink_to("/etc/passwd")
+
+    message = configure({"msmtp": {"logfile": "/var/log/mail.log"}, "mailu": mailu()}).validation_error()
+
+    assert names_key(message, "mail:msmtp:logfile"), message
+    assert "was not created by the mail formula" in message or "symbolic link" in message
+
+
+def test_a_group_the_formula_did_not_create_is_refused(configure):
+    message = configure({"mailu": mailu(), "lookup": {"msmtp": {"group": "root"}}}).validation_error()
+
+    assert names_key(message, "mail:lookup:msmtp:group"), message
+    assert "was not created by the mail formula" in message
+
+
+def test_a_file_the_formula_would_write_that_it_did_not_write_is_refused(configure, fake_root):
+    (fake_root / "etc").mkdir()
+    (fake_root / "etc" / "msmtprc").write_text("account default\nhost mine.example\n")
+
+    message = configure({}).validation_error()
+
+    assert names_key(message, "mail:lookup:msmtp:config"), message
+    assert "was not written by the mail formula" in message
+
+
+def test_a_file_the_formula_wrote_may_be_written_again(configure, fake_root):
+    (fake_root / "etc").mkdir()
+    (fake_root / "etc" / "msmtprc").write_text("# Managed by Salt (mail formula, mode relay).\n")
+
+    assert configure({}).settings()
+
+
+def test_a_path_through_a_symbolic_link_is_refused(configure, fake_root, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (fake_root / "etc").mkdir()
+    (fake_root / "etc" / "postfix").symlink_to(tmp_path / "elsewhere")
+
+    message = configure({"admin": "ops@example.org"}).validation_error()
+
+    assert names_key(message, "mail:lookup:postfix:config_dir"), message
+    assert "symbolic link" in message
+
+
+def test_clean_is_not_refused_for_a_file_it_will_leave_alone(configure, fake_root):
+    (fake_root / "etc").mkdir()
+    (fake_root / "etc" / "msmtprc").write_text("account default\n")
+    mailstack = configure({})
+
+    assert "mail:lookup:msmtp:config" in mailstack.validation_error()
+    assert mailstack.validation_error(writes=False) == ""

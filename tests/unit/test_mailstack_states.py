@@ -14,7 +14,7 @@ import pathlib
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.support.loader import load_salt_module
+from tests.support.loader import load_salt_module, load_utils
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STATE_FILE = REPO / "_states" / "mailstack.py"
@@ -79,7 +79,9 @@ class FakePostfix:
 
 
 def load_module():
-    return load_salt_module(STATE_FILE, "mailstack_states_under_test")
+    module = load_salt_module(STATE_FILE, "mailstack_states_under_test")
+    module.__utils__ = load_utils()
+    return module
 
 
 @pytest.fixture

@@ -1,0 +1,37 @@
+{#- Undo msmtp: its packages purged, its files and the senders' group removed,
+    a sendmail symlink the formula made gone. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
+{%- set clean = plan.clean.msmtp if not blocked else {} %}
+{%- if blocked %}
+
+include:
+  - {{ blocked }}
+{%- else %}
+
+mail-msmtp-clean-packages-purged:
+  pkg.purged:
+    - pkgs: {{ clean.packages | json }}
+
+mail-msmtp-clean-senders-group-absent:
+  mailstack.owned_group_absent:
+    - name: {{ clean.group | json }}
+    - state_dir: {{ mail.lookup.state_dir | json }}
+    - require:
+      - pkg: mail-msmtp-clean-packages-purged
+
+{#- Only what carries the formula's marker, or what it recorded creating. #}
+mail-msmtp-clean-files-absent:
+  mailstack.formula_files_absent:
+    - paths: {{ clean.files | json }}
+    - state_dir: {{ mail.lookup.state_dir | json }}
+    - require:
+      - pkg: mail-msmtp-clean-packages-purged
+{%-   if clean.sendmail_link %}
+
+mail-msmtp-clean-sendmail-link-absent:
+  mailstack.sendmail_link_absent:
+    - name: {{ clean.sendmail_link.path | json }}
+    - target: {{ clean.sendmail_link.target | json }}
+{%-   endif %}
+{%- endif %}

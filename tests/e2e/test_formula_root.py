@@ -1,0 +1,53 @@
+"""The formula as template-formula users vendor it: under another directory
+name, and with a template of their own in place of the formula's (TOFS)."""
+
+import pathlib
+
+from tests.e2e.conftest import BASE_PILLAR, with_base
+from tests.support import mailhost
+from tests.support.salt_local import LocalMinion
+
+SITE_MAIN_CF = """\
+# Managed by Salt (mail formula): the site's own main.cf template.
+{%- for key, value in params.items() %}
+{{ key }} = {{ value }}
+{%- endfor %}
+site_template_marker = yes
+"""
+
+
+def test_a_pillar_named_template_replaces_the_formulas_own_and_postfix_runs_with_it(clean_machine):
+    site = clean_machine.file_root / "site"
+    site.mkdir(exist_ok=True)
+    (site / "main.cf.jinja").write_text(SITE_MAIN_CF.replace("site_template_marker = yes", "# site template"))
+    pillar = with_base(tofs={"source_files": {"main.cf.jinja": ["salt://site/main.cf.jinja"]}})
+    clean_machine.set_pillar(pillar)
+
+    applied = clean_machine.apply()
+    again = clean_machine.apply()
+
+    assert applied.returncode == 0, applied.output
+    main_cf = pathlib.Path("/etc/postfix/main.cf").read_text()
+    assert main_cf.startswith("# Managed by Salt (mail formula): the site's own main.cf template.")
+    assert "# site template" in main_cf and "inet_interfaces = loopback-only" in main_cf
+    assert mailhost.postfix_running()
+    assert again.returncode == 0 and again.changed == {}, again.changed
+
+
+def test_the_formula_applies_and_cleans_from_a_file_root_under_another_name(tmp_path, clean_machine):
+    vendored = LocalMinion(tmp_path / "vendored", formula_name="mailstack")
+    assert vendored.sync().returncode == 0
+    vendored.set_pillar({**BASE_PILLAR, "container": True})
+
+    applied = vendored.apply("mailstack")
+    again = vendored.apply("mailstack")
+    cleaned = vendored.apply("mailstack.clean")
+
+    assert applied.returncode == 0, applied.output
+    assert {state["__sls__"] for state in applied.data.values()} >= {
+        "mailstack.msmtp.config",
+        "mailstack.smtp.service",
+    }
+    assert again.returncode == 0 and again.changed == {}, again.changed
+    assert cleaned.returncode == 0, cleaned.output
+    assert not mailhost.package_installed("msmtp")
