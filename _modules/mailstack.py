@@ -6,11 +6,14 @@ log, test messages).
 
 The ``.sls`` files of the formula ask this module once, at the top, and branch
 on the plain values it returns. Settings come from, in order of precedence:
-``mail/parameters/defaults.yaml``, ``os_family/``, ``os/`` and ``osfinger/``
-files beside it, pillar ``mail:lookup``, then pillar ``mail``. The work on
+``parameters/defaults.yaml`` in the formula's directory (``mail``, or the
+name ``map.jinja`` passes as ``tplroot``), ``os_family/``, ``os/`` and
+``osfinger/`` files beside it, pillar ``mail:lookup``, then pillar ``mail``. The work on
 plain data lives in ``_utils/``: ``mailstack_settings`` (merging and
-validation), ``mailstack_plan`` (the plan and the content of every file) and
-``mailstack_queue`` (reading ``postqueue -j`` and Postfix's log).
+validation), ``mailstack_plan`` (the plan: every file, package, unit and
+clean-up), ``mailstack_queue`` (reading ``postqueue -j`` and Postfix's log),
+``mailstack_owned`` (what the formula owns) and ``mailstack_system`` (commands
+and ``postconf``, shared with the states).
 
 Passwords are only returned with ``include_secrets=True`` (``settings`` and
 ``plan``), which the formula's secret-holding templates use; everything else
@@ -125,7 +128,11 @@ def _postconf_defaults():
     """Parameter names the installed Postfix knows, or None without Postfix."""
     if not __salt__["cmd.which"]("postconf"):
         return None
-    result = _command(["postconf", "-d"])
+    # Called back from inside mailstack_settings.validate, where Salt's loader
+    # resolves __utils__ in the utils loader (which has none): __salt__ only.
+    result = __salt__["cmd.run_all"](
+        ["postconf", "-d"], python_shell=False, ignore_retcode=True, output_loglevel="quiet"
+    )
     if result["retcode"] != 0:
         return None
     return {line.split(" =", 1)[0] for line in result["stdout"].splitlines() if " =" in line}
@@ -620,7 +627,7 @@ def status(check_next_hop=True):
         "sendmail": current["sendmail"],
         "postfix": daemon,
         "queue": _queue_summary() if daemon["installed"] else None,
-        "next_hop": current["summary"]["postfix relays to" if current["postfix"] else "msmtp sends to"],
+        "next_hop": current["next_hop"],
         "next_hop_answers": hop["reachable"],
         "next_hop_comment": hop["comment"],
     }
@@ -773,10 +780,10 @@ def send_test(to=None, wait=30):
     queue_id = None
     if current["postfix"]:
         queue_id, outcome = _send_through_postfix(sendmail, message, recipient, wait, timeout)
-        path = f"sendmail (Postfix) -> {current['summary']['postfix relays to']}"
+        path = f"sendmail (Postfix) -> {current['next_hop']}"
     else:
         outcome = _send_through_msmtp(sendmail, message, recipient, timeout)
-        path = f"sendmail (msmtp) -> {current['summary']['msmtp sends to']}"
+        path = f"sendmail (msmtp) -> {current['next_hop']}"
     if outcome["result"] != "delivered":
         __context__["retcode"] = 1
     return {

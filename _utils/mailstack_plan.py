@@ -25,6 +25,10 @@ ALERT_DROPIN = "50-mail-alert.conf"
 
 HEALTH_UNIT = "mail-health"
 
+# The key of the server's name in each upstream section of the settings (as
+# pillar spells it); the plan's targets call it ``host`` for both.
+SERVER_KEY = {"mailu": "host", "relay": "relayhost"}
+
 # The file postmap builds from a lookup table's source, by table type.
 MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".dir", "sdbm": ".dir"}
 
@@ -77,9 +81,9 @@ def _msmtp_lines_by_key(settings):
     yield "admin", f"default: {settings['admin']}"
     for name, addresses in settings["aliases"].items():
         yield f"aliases:{name}", _msmtp_alias_line(name, addresses)
-    for section, host_key in (("mailu", "host"), ("relay", "relayhost")):
+    for section, host_key in SERVER_KEY.items():
         upstream = settings[section]
-        yield f"{section}:{host_key}", f"host {upstream['host']}"
+        yield f"{section}:{host_key}", f"host {upstream[host_key]}"
         yield f"{section}:user", f"user {upstream['user']}"
         yield f"{section}:password", f"password {_msmtp_quote(upstream['password'])}"
         yield f"{section}:ca_file", f"tls_trust_file {upstream['ca_file']}"
@@ -112,9 +116,8 @@ def _loopback_target():
 
 
 def _upstream(conf, section):
-    upstream = {
-        k: conf[section][k] for k in ("host", "port", "tls", "user", "password", "ca_file", "tls_name")
-    }
+    upstream = {k: conf[section][k] for k in ("port", "tls", "user", "password", "ca_file", "tls_name")}
+    upstream["host"] = conf[section][SERVER_KEY[section]]
     if not upstream["ca_file"]:
         upstream["ca_file"] = conf["lookup"]["ca_bundle"]
     return upstream
@@ -126,7 +129,7 @@ def _delivery(conf, mode_name, container):
         return False, _upstream(conf, "mailu"), None
     if mode_name == "mailu":
         return True, _loopback_target(), _upstream(conf, "mailu")
-    relay = _upstream(conf, "relay") if conf["relay"]["host"] else None
+    relay = _upstream(conf, "relay") if conf["relay"]["relayhost"] else None
     if container:
         return False, relay or _loopback_target(), None
     return True, _loopback_target(), relay
@@ -445,6 +448,7 @@ def build(conf, decided, container, host):
         "virtual_alias": _virtual_alias(conf["aliases"], myhostname) if postfix else "",
     }
     alerts, health = _alerts_plan(conf, host), _health_plan(conf, host)
+    next_hops = {"msmtp": _describe(msmtp_target), "postfix": _describe(postfix_upstream) if postfix else ""}
     return {
         "mode": decided["mode"],
         "mode_reason": decided["reason"],
@@ -456,9 +460,11 @@ def build(conf, decided, container, host):
         "packages": _packages(conf, postfix),
         "msmtp": msmtp_target,
         "postfix_upstream": postfix_upstream,
+        # Where the first hop of system mail goes: sendmail's next hop is Postfix's where it runs.
+        "next_hop": next_hops["postfix"] if postfix else next_hops["msmtp"],
         "summary": {
-            "msmtp sends to": _describe(msmtp_target),
-            "postfix relays to": _describe(postfix_upstream) if postfix else "(no postfix)",
+            "msmtp sends to": next_hops["msmtp"],
+            "postfix relays to": next_hops["postfix"] or "(no postfix)",
             "mail for root goes to": conf["admin"] or f"root@{myhostname} (mail:admin is empty)",
             "sender": envelope_sender or relay_sender or conf["from"],
             "who can send": _who_can_send(conf, secret_in_msmtprc),

@@ -28,6 +28,9 @@ RELAY_TLS = ("implicit", "starttls", "none")
 SECRET_KEYS = ("password",)
 
 
+# The key of the server's name in each upstream section, as pillar spells it.
+SERVER_KEY = {"mailu": "host", "relay": "relayhost"}
+
 FREE_FORM_KEYS = ("mail:aliases", "mail:postfix:main_cf", "mail:tofs:source_files")
 
 # The formula's templates (in <formula>/files/) that pillar mail:tofs:source_files
@@ -334,7 +337,11 @@ def _is_ip_address(value):
 
 def _require_tls_name_for_postfix(check, section, upstream):
     """Postfix matches certificate names only: an IP literal next hop needs the name to expect."""
-    if _is_ip_address(upstream["host"]) and upstream["tls"] != "none" and not upstream["tls_name"]:
+    if (
+        _is_ip_address(upstream[SERVER_KEY[section]])
+        and upstream["tls"] != "none"
+        and not upstream["tls_name"]
+    ):
         check.fail(
             f"{section}:tls_name",
             f"is required when mail:{section} has an IP address and TLS: Postfix verifies a certificate"
@@ -355,9 +362,9 @@ def _validate_container(value):
 
 
 def _validate_upstream(check, section, tls_choices):
-    host_key = "host" if section == "mailu" else "relayhost"
+    host_key = SERVER_KEY[section]
     out = {
-        "host": check.host(f"{section}:{host_key}"),
+        host_key: check.host(f"{section}:{host_key}"),
         "port": check.integer(f"{section}:port", 1, 65535),
         "tls": check.choice(f"{section}:tls", tls_choices),
         "user": check.token(f"{section}:user"),
@@ -375,7 +382,7 @@ def _validate_upstream(check, section, tls_choices):
         check.fail(f"{section}:user", f"is empty but mail:{section}:password is set")
     if out["user"] and not out["password"]:
         check.fail(f"{section}:password", f"is empty but mail:{section}:user is set")
-    if out["user"] and not out["host"]:
+    if out["user"] and not out[host_key]:
         check.fail(
             f"{section}:{host_key}", f"is empty but mail:{section}:user is set: credentials need a server"
         )
@@ -389,7 +396,7 @@ def _validate_upstream(check, section, tls_choices):
 def _validate_relay(check):
     relay = _validate_upstream(check, "relay", RELAY_TLS)
     relay["sender"] = check.address("relay:sender")
-    if relay["sender"] and not relay["host"]:
+    if relay["sender"] and not relay["relayhost"]:
         check.fail(
             "relay:sender", "is set but mail:relay:relayhost is empty: it is the sender for a relayhost"
         )

@@ -13,61 +13,23 @@ import time
 from tests.fleet.conftest import (
     ADMIN,
     RECIPIENT,
-    SECRETS,
+    assert_clean,
+    deliver_and_count,
+    journal,
     mailu_direct_pillar,
+    master_pid,
     message,
     record,
     relay_pillar,
     send,
+    smtp_listeners,
+    unit_state,
 )
 
 POSTFIX_NODES = ("n1", "n3")
 # Where each node's mail must arrive.
 UPSTREAM = {"n1": "smarthost", "n2": "mailu_direct", "n3": "mailu_queue", "n4": "smarthost"}
 LOOPBACK_ONLY = {"127.0.0.1:25", "[::1]:25"}
-
-
-def assert_no_secret(run):
-    for secret in SECRETS:
-        assert secret not in run.stdout + run.stderr, "a test password appears in Salt's output"
-
-
-def assert_clean(run, ids):
-    assert set(run.data) == set(ids), run
-    for minion in ids:
-        assert run.failed(minion) == {}, (minion, run.failed(minion))
-    assert_no_secret(run)
-
-
-def journal(machine, unit="postfix@-", lines=40) -> str:
-    return machine.run(["journalctl", "-q", "-n", str(lines), "-u", unit], check=False).stdout
-
-
-def unit_state(machine, unit="postfix") -> tuple[str, str]:
-    active = machine.run(["systemctl", "is-active", unit], check=False).stdout.strip()
-    enabled = machine.run(["systemctl", "is-enabled", unit], check=False).stdout.strip()
-    return active, enabled
-
-
-def master_pid(machine) -> int:
-    return int(machine.run(["cat", "/var/spool/postfix/pid/master.pid"]).stdout.strip())
-
-
-def smtp_listeners(machine) -> set[str]:
-    out = machine.run(["ss", "-Hltn", "sport = :25"]).stdout
-    return {line.split()[3] for line in out.splitlines() if line.strip()}
-
-
-def deliver_and_count(fleet, peers, machine, msg, peer_name, recipient=RECIPIENT, **kwargs):
-    """Send ``msg`` from ``machine``; it must reach ``peer_name`` exactly once."""
-    peer = getattr(peers, peer_name)
-    mid = send(machine, msg, **kwargs)
-    assert peer.mailbox.wait_for_ids([mid], timeout=90), (machine.name, journal(machine))
-    time.sleep(1)  # a duplicate would arrive right after
-    assert peers.count(mid) == 1
-    (got,) = [m for m in peer.mailbox.messages() if m.message_id == mid]
-    assert got.rcpt_tos == [recipient]
-    return got
 
 
 # ------------------------------------------------- 1. one command, four nodes ---

@@ -11,8 +11,7 @@ import email.parser
 import json
 import time
 
-from tests.fleet.conftest import ADMIN, mailu_direct_pillar, relay_pillar
-from tests.fleet.test_fleet import assert_clean, journal
+from tests.fleet.conftest import ADMIN, assert_clean, journal, mailu_direct_pillar, relay_pillar
 
 FAILING_UNIT = "fleet-fails.service"
 FAILING_UNIT_FILE = "[Unit]\nDescription=A unit that fails\n\n[Service]\nType=oneshot\nExecStart=/bin/false\n"

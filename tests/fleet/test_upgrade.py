@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import time
 
-from tests.fleet.conftest import message, relay_pillar
-from tests.fleet.test_fleet import assert_clean, deliver_and_count
+from tests.fleet.conftest import assert_clean, deliver_and_count, message, relay_pillar
 from tests.support.machines import SALT_VENV, UPGRADE_DIR
 
 

@@ -72,3 +72,16 @@ def test_mail_clean_includes_the_clean_state_of_every_concern(minion):
 
     sls_of = {state["__sls__"] for state in states.values()}
     assert sls_of == set(CLEAN_STATES)
+
+
+def test_a_pillar_template_source_is_tried_before_the_formulas_own(minion):
+    minion.write_pillar(
+        {**PILLARS["relay"], "tofs": {"source_files": {"main.cf.jinja": "salt://site/main.cf"}}}
+    )
+
+    result = minion.call("state.show_sls", "mail.smtp.config")
+
+    assert result.returncode == 0, result
+    main_cf = result.data["mail-smtp-config-main-cf"]["file"]
+    sources = next(arg["source"] for arg in main_cf if isinstance(arg, dict) and "source" in arg)
+    assert sources == ["salt://site/main.cf", "salt://mail/files/main.cf.jinja"]

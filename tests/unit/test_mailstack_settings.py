@@ -74,7 +74,7 @@ def test_settings_pillar_mail_overrides_the_defaults_key_by_key(configure):
     conf = configure({"timeout": 30, "relay": {"relayhost": RELAY_HOST, "port": 25}}).settings()
 
     assert conf["timeout"] == 30
-    assert conf["relay"]["host"] == RELAY_HOST
+    assert conf["relay"]["relayhost"] == RELAY_HOST
     assert conf["relay"]["port"] == 25
     assert conf["relay"]["tls"] == "starttls"  # sibling default kept
 
@@ -384,7 +384,7 @@ def test_bad_password_is_rejected_without_showing_it(configure, section, passwor
 )
 def test_valid_relayhost_is_accepted(configure, host):
     pillar = {"relay": {"relayhost": host, "tls_name": "smtp.example.net"}}
-    assert configure(pillar).settings()["relay"]["host"] == host
+    assert configure(pillar).settings()["relay"]["relayhost"] == host
 
 
 def test_password_with_inner_space_and_quotes_is_accepted(configure):
