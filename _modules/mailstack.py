@@ -421,6 +421,7 @@ def _host_facts(conf, include_secrets):
             os.path.join(FS_ROOT, lookup["systemd_unit_dir"].lstrip("/"), "mail-health.timer")
         ),
         "owned_files": __utils__["mailstack_owned.load"](_state_dir(conf))["files"],
+        "formula_dir": _formula_dir(),
         "mailu_user_is_address": __utils__["mailstack_settings.is_address"](conf["mailu"]["user"]),
         "mask": None if include_secrets else MASK,
     }
@@ -494,6 +495,42 @@ def plan(include_secrets=False, tplroot=None):
     """
     _use_formula_dir(tplroot)
     return _plan(include_secrets)
+
+
+def mapdata(sls="mail", tplroot=None):
+    """
+    What the formula's ``map.jinja`` gives every state file, in one call:
+    ``error`` (why nothing may change: invalid pillar, or what is not the
+    formula's in the way; empty when all is well), ``blocked`` (the state to
+    include instead of any other: ``<tplroot>.error``, or ``<tplroot>.disabled``
+    when mail is disabled, except for the clean states), ``mail`` (the settings)
+    and ``plan``, passwords masked.
+
+    sls
+        The state file asking; the clean states (``*.clean``) only remove what
+        is the formula's, so they are not refused for what a write would be.
+    tplroot
+        As for ``mailstack.settings``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mailstack.mapdata mail.smtp.config
+    """
+    tplroot = tplroot or _formula_dir()
+    cleaning = sls.rsplit(".", 1)[-1] == "clean"
+    error = validation_error(writes=not cleaning, tplroot=tplroot)
+    if error:
+        return {"error": error, "blocked": f"{tplroot}.error", "mail": {}, "plan": {"mode": "invalid"}}
+    current = _plan(include_secrets=False)
+    disabled = current["mode"] == "disabled" and not cleaning
+    return {
+        "error": "",
+        "blocked": f"{tplroot}.disabled" if disabled else "",
+        "mail": settings(),
+        "plan": current,
+    }
 
 
 # ----------------------------------------------------------------- probe ---

@@ -417,7 +417,8 @@ def build(conf, decided, container, host):
         Facts of the running system: ``fqdn``, ``systemd`` (PID 1 is
         systemd), ``syslog`` (``/dev/log`` exists), ``installed_dropins``
         (alert drop-ins present), ``health_timer_installed``,
-        ``owned_files`` (recorded as the formula's), ``mailu_user_is_address``, and ``mask``:
+        ``owned_files`` (recorded as the formula's), ``formula_dir`` (on the
+        file server), ``mailu_user_is_address``, and ``mask``:
         what replaces passwords, or ``None`` to keep them.
     """
     postfix, msmtp_target, postfix_upstream = _delivery(conf, decided["mode"], container["container"])
@@ -475,13 +476,17 @@ def build(conf, decided, container, host):
         "files": files,
         "sendmail_provider": _sendmail(conf, postfix),
         "senders_group": _senders_group(conf, secret_in_msmtprc),
-        "layout": {
-            "smtp": _smtp_files(conf, files, postfix),
-            "smtp_secrets_absent": {} if postfix else {"secrets-absent": _postfix_secrets_absent(conf)},
-            "msmtp": _msmtp_files(conf, files),
-            "alerts": _alerts_files(conf, alerts),
-            "health": _health_files(conf, health),
-        },
+        "layout": _completed(
+            {
+                "smtp": _smtp_files(conf, files, postfix),
+                "smtp_secrets_absent": {} if postfix else {"secrets-absent": _postfix_secrets_absent(conf)},
+                "msmtp": _msmtp_files(conf, files),
+                "alerts": _alerts_files(conf, alerts),
+                "health": _health_files(conf, health),
+            },
+            conf,
+            host["formula_dir"],
+        ),
         "clean": cleanup(conf, host),
     }
 
@@ -591,6 +596,18 @@ def _smtp_files(conf, files, postfix):
     for name in ("recipient_canonical", "virtual_alias"):
         path = f"{config_dir}/{name}"
         layout[name.replace("_", "-")] = _with_contents(path, files[name]) if files[name] else _absent(path)
+    return layout
+
+
+def _completed(layout, conf, formula_dir):
+    """Every file of ``layout`` with all its state needs: a template's sources end
+    with the formula's own, and removing one asks what the formula recorded."""
+    for files in layout.values():
+        for file in files.values():
+            if file["present"] and file["template"]:
+                file["sources"] = [*file["sources"], f"salt://{formula_dir}/files/{file['template']}"]
+            elif not file["present"]:
+                file["state_dir"] = conf["lookup"]["state_dir"]
     return layout
 
 

@@ -1,7 +1,8 @@
 {#- Mail mail:admin when a unit of mail:alerts:units fails: an OnFailure=
     drop-in per unit starts mail-alert@<unit>.service. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import plan, blocked, file_state with context %}
+{%- from tplroot ~ "/map.jinja" import plan, blocked with context %}
+{%- from tplroot ~ "/macros.jinja" import file_state %}
 {%- if blocked %}
 
 include:

@@ -1,7 +1,8 @@
 {#- A daily "<host> is alive" mail to mail:admin: a systemd timer, or a cron
     entry where systemd does not run. Its failure alerts through mail.alerts. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import plan, blocked, file_state with context %}
+{%- from tplroot ~ "/map.jinja" import plan, blocked with context %}
+{%- from tplroot ~ "/macros.jinja" import file_state %}
 {%- set health = plan.health %}
 
 include:

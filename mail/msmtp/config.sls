@@ -1,7 +1,8 @@
 {#- When msmtp itself authenticates, its configuration holds the password: only
     root and the users in mail:senders (through a formula-owned group) read it. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import mail, plan, blocked, file_state with context %}
+{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
+{%- from tplroot ~ "/macros.jinja" import file_state %}
 {%- set files = plan.layout.msmtp if not blocked else {} %}
 {%- set group = plan.senders_group %}
 
@@ -36,7 +37,7 @@ mail-msmtp-config-msmtprc-private:
     - require:
       - file: mail-msmtp-config-msmtprc
 {%-   endif %}
-{{ file_state('mail-msmtp-config-msmtprc', files.msmtprc, {'require': [{'pkg': 'mail-msmtp-package-installed'}]}) }}
+{{ file_state('mail-msmtp-config-msmtprc', files.msmtprc, {'require': [{'mailstack': 'mail-msmtp-package-installed'}]}) }}
 {{ file_state('mail-msmtp-config-aliases', files.aliases) }}
 {%-   set log = plan.files.msmtp_log %}
 {%-   if log.logfile %}

@@ -7,6 +7,6 @@ include:
 {%- else %}
 
 mail-msmtp-package-installed:
-  pkg.installed:
+  mailstack.packages_installed:
     - pkgs: {{ plan.packages.by_state.msmtp | json }}
 {%- endif %}

@@ -14,15 +14,15 @@ include:
 
 mail-msmtp-sendmail:
 {%-     if provider.package %}
-  pkg.installed:
-    - name: {{ provider.package | json }}
+  mailstack.packages_installed:
+    - pkgs: {{ [provider.package] | json }}
 {%-     else %}
   file.symlink:
     - name: {{ provider.link.path | json }}
     - target: {{ provider.link.target | json }}
 {%-     endif %}
     - require:
-      - pkg: mail-smtp-package-removed
-      - pkg: mail-msmtp-package-installed
+      - mailstack: mail-smtp-package-removed
+      - mailstack: mail-msmtp-package-installed
 {%-   endif %}
 {%- endif %}

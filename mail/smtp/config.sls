@@ -2,7 +2,8 @@
     main.cf; the password map needs the package's postmap. Without the local
     relay only its password must go. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import mail, plan, blocked, file_state with context %}
+{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
+{%- from tplroot ~ "/macros.jinja" import file_state %}
 
 include:
   - {{ blocked or '.package' }}
@@ -12,7 +13,7 @@ include:
 {%-   endfor %}
 {%-   for key, file in plan.layout.smtp | dictsort %}
 {{ file_state('mail-smtp-config-' ~ key, file,
-              {'require': [{'pkg': 'mail-smtp-package-installed'}]} if key == 'sasl-passwd' else {}) }}
+              {'require': [{'mailstack': 'mail-smtp-package-installed'}]} if key == 'sasl-passwd' else {}) }}
 {%-     if key == 'sasl-passwd' and file.present %}
 
 mail-smtp-config-sasl-passwd-table:

@@ -10,10 +10,10 @@ include:
 {%-   if plan.packages.remove %}
 
 mail-smtp-package-conflicts-removed:
-  pkg.removed:
+  mailstack.packages_removed:
     - pkgs: {{ plan.packages.remove | json }}
     - require_in:
-      - pkg: mail-smtp-package-installed
+      - mailstack: mail-smtp-package-installed
 {%-   endif %}
 {%-   if plan.clean.msmtp.sendmail_link %}
 
@@ -22,18 +22,18 @@ mail-smtp-package-sendmail-link-removed:
     - name: {{ plan.clean.msmtp.sendmail_link.path | json }}
     - target: {{ plan.clean.msmtp.sendmail_link.target | json }}
     - require_in:
-      - pkg: mail-smtp-package-installed
+      - mailstack: mail-smtp-package-installed
 {%-   endif %}
 
 mail-smtp-package-installed:
-  pkg.installed:
+  mailstack.packages_installed:
     - pkgs: {{ plan.packages.by_state.postfix | json }}
     - require:
       - file: mail-smtp-config-main-cf
 {%- else %}
 
 mail-smtp-package-removed:
-  pkg.removed:
+  mailstack.packages_removed:
     - pkgs: {{ plan.packages.remove | json }}
     - require:
       - mailstack: mail-smtp-service-dead

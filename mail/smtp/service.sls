@@ -3,19 +3,19 @@
     init system may stop it for us. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
-{%- set postfix = mail.lookup.postfix %}
 
 include:
   - {{ blocked or '.package' }}
 {%- if blocked %}
 {%- elif plan.postfix %}
+{%-   set postfix = mail.lookup.postfix %}
 
 mail-smtp-service-running:
   mailstack.postfix_running:
     - name: {{ postfix.service | json }}
     - prestart: {{ postfix.prestart | json }}
     - require:
-      - pkg: mail-smtp-package-installed
+      - mailstack: mail-smtp-package-installed
     - watch:
 {%-   for key in plan.layout.smtp | sort %}
       - mail-smtp-config-{{ key }}
@@ -28,8 +28,9 @@ mail-smtp-service-enabled:
   mailstack.postfix_enabled:
     - name: {{ postfix.service | json }}
     - require:
-      - pkg: mail-smtp-package-installed
+      - mailstack: mail-smtp-package-installed
 {%- else %}
+{%-   set postfix = mail.lookup.postfix %}
 
 mail-smtp-service-not-wanted:
   test.show_notification:

@@ -656,7 +656,10 @@ def test_plan_layout_tries_a_pillar_template_source_before_the_formulas_own(conf
     ).plan()
 
     msmtprc = result["layout"]["msmtp"]["msmtprc"]
-    assert (msmtprc["template"], msmtprc["sources"]) == ("msmtprc.jinja", ["salt://site/mail/msmtprc.jinja"])
+    assert (msmtprc["template"], msmtprc["sources"]) == (
+        "msmtprc.jinja",
+        ["salt://site/mail/msmtprc.jinja", "salt://mail/files/msmtprc.jinja"],
+    )
     assert result["layout"]["msmtp"]["aliases"]["present"] is False
 
 
@@ -681,6 +684,7 @@ def test_plan_without_the_local_relay_only_removes_its_password_and_tables(confi
             "path": "/etc/postfix/sasl_passwd",
             "present": False,
             "tables": ["/etc/postfix/sasl_passwd.db", "/etc/postfix/sasl_passwd.lmdb"],
+            "state_dir": "/var/lib/mailstack",
         }
     }
 
