@@ -190,14 +190,24 @@ def _empty_inventory():
     }
 
 
+# Salt's package states, and the formula's, which skip them when there is nothing to do.
+PACKAGE_STATES = {
+    "pkg.installed": "installed",
+    "pkg.removed": "removed",
+    "pkg.purged": "purged",
+    "mailstack.packages_installed": "installed",
+    "mailstack.packages_removed": "removed",
+}
+
+
 def inventory(states):
     """What the rendered states manage, independent of state IDs."""
     inv = _empty_inventory()
     for state_id, module, function, args in states:
         key = f"{module}.{function}"
-        if key in ("pkg.installed", "pkg.removed", "pkg.purged"):
+        if key in PACKAGE_STATES:
             pkgs = args.get("pkgs") or [args.get("name")]
-            inv[function] += pkgs
+            inv[PACKAGE_STATES[key]] += pkgs
         elif key == "file.managed":
             for name in _names(args):
                 inv["managed"][name] = {k: args.get(k) for k in ("user", "group", "mode")}
@@ -408,7 +418,11 @@ def test_show_sls_manages_exactly_the_packages_files_and_services_of_the_mode(re
         assert "mail-msmtp-sendmail" in by_id
         module, function, args = by_id["mail-msmtp-sendmail"]
         if family_of(profile)["mta_pkg"]:
-            assert (module, function, args["name"]) == ("pkg", "installed", family_of(profile)["mta_pkg"])
+            assert (module, function, args["pkgs"]) == (
+                "mailstack",
+                "packages_installed",
+                [family_of(profile)["mta_pkg"]],
+            )
         else:
             assert (module, function, args["name"], args["target"]) == (
                 "file",

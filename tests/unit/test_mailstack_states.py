@@ -600,3 +600,59 @@ def test_postfix_dead_stops_a_unit_systemd_calls_active_even_with_its_master_gon
 
     assert ret["changes"] == {"postfix": "stopped"}
     assert calls == [("stop", "postfix")]
+
+
+# -------------------------------------------------------------- packages ---
+
+
+class SaltPackageStates:
+    """Salt's pkg.installed and pkg.removed, recording what they were asked."""
+
+    def __init__(self):
+        self.calls = []
+
+    def installed(self, **kwargs):
+        self.calls.append(("pkg.installed", kwargs))
+        return {"name": kwargs["name"], "result": True, "comment": "installed", "changes": {"postfix": {}}}
+
+    def removed(self, **kwargs):
+        self.calls.append(("pkg.removed", kwargs))
+        return {"name": kwargs["name"], "result": True, "comment": "removed", "changes": {"postfix": {}}}
+
+
+@pytest.fixture
+def pkg_states(states):
+    recorded = SaltPackageStates()
+    states.__salt__["pkg.list_pkgs"] = lambda: {"msmtp": "1.8.23", "postfix": "3.7.11"}
+    states.__states__ = {"pkg.installed": recorded.installed, "pkg.removed": recorded.removed}
+    return recorded
+
+
+def test_packages_already_installed_need_no_package_state(states, pkg_states):
+    ret = states.packages_installed("mail-msmtp-package-installed", ["msmtp", "postfix"])
+
+    assert (ret["result"], ret["changes"]) == (True, {})
+    assert pkg_states.calls == []
+
+
+def test_a_missing_package_is_installed_by_salts_own_state_after_a_database_refresh(states, pkg_states):
+    ret = states.packages_installed("mail-smtp-package-installed", ["postfix", "libsasl2-modules"])
+
+    assert ret["comment"] == "installed"
+    assert pkg_states.calls == [
+        (
+            "pkg.installed",
+            {"name": "mail-smtp-package-installed", "pkgs": ["postfix", "libsasl2-modules"], "refresh": True},
+        )
+    ]
+
+
+def test_packages_already_absent_need_no_package_state_and_present_ones_are_removed_by_salt(
+    states, pkg_states
+):
+    absent = states.packages_removed("mail-smtp-package-conflicts-removed", ["msmtp-mta"])
+    removed = states.packages_removed("mail-smtp-package-removed", ["postfix"])
+
+    assert (absent["result"], absent["changes"]) == (True, {})
+    assert removed["comment"] == "removed"
+    assert pkg_states.calls == [("pkg.removed", {"name": "mail-smtp-package-removed", "pkgs": ["postfix"]})]
