@@ -25,9 +25,9 @@ mail-msmtp-config-msmtprc-private:
   file.managed:
     - name: {{ files.msmtprc.path | json }}
     - replace: false
-    - user: root
-    - group: {{ group.name | json }}
-    - mode: '0640'
+    - user: {{ files.msmtprc.user }}
+    - group: {{ files.msmtprc.group | json }}
+    - mode: '{{ files.msmtprc.mode }}'
     - require_in:
       - file: mail-msmtp-config-msmtprc
 {%-   else %}

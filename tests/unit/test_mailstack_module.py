@@ -336,3 +336,42 @@ def test_main_cf_names_are_checked_against_the_shipped_list_without_postfix(conf
 
     assert "Postfix is not installed" in str(raised.value)
     assert configure({"postfix": {"main_cf": {"maximal_queue_lifetime": "2d"}}}).settings()
+
+
+# --------------------------------------------------------------- mapdata ---
+
+
+def test_mapdata_gives_the_states_settings_and_plan_and_blocks_nothing_when_all_is_well(configure):
+    data = configure({"relay": relay(), "container": False}).mapdata("mail.smtp.config", "mail")
+
+    assert (data["error"], data["blocked"]) == ("", "")
+    assert data["plan"]["mode"] == "relay" and data["plan"]["postfix"] is True
+    assert data["mail"]["relay"]["password"] == "********"
+
+
+def test_mapdata_blocks_every_state_but_the_clean_ones_when_mail_is_disabled(configure):
+    module = configure({"enabled": False})
+
+    assert module.mapdata("mail.msmtp.config", "mail")["blocked"] == "mail.disabled"
+    assert module.mapdata("mail.clean", "mail")["blocked"] == ""
+    assert module.mapdata("mail.smtp.clean", "mail")["plan"]["clean"]["smtp"]["packages"] == ["postfix"]
+
+
+def test_mapdata_blocks_with_the_error_on_invalid_pillar(configure):
+    data = configure({"mode": "smtp"}).mapdata("mail", "mail")
+
+    assert data["blocked"] == "mail.error"
+    assert "mail:mode" in data["error"]
+
+
+def test_mapdata_under_another_name_reads_the_parameters_there_and_names_it_when_they_are_missing(configure):
+    data = configure({}).mapdata("vendored", "vendored")
+
+    assert data["blocked"] == "vendored.error"
+    assert "salt://vendored/parameters/defaults.yaml is not on the Salt file server" in data["error"]
+
+
+def test_mapdata_refuses_a_tplroot_that_is_not_a_directory_name(configure):
+    data = configure({}).mapdata("mail", "../etc")
+
+    assert data["blocked"] == "../etc.error" and "tplroot" in data["error"]
