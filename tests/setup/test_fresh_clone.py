@@ -39,4 +39,12 @@ def test_bin_apply_in_a_fresh_clone_builds_its_virtualenv_and_decides_relay(tmp_
     assert (venv / "bin" / "salt-call").exists()
     assert not (clone / ".venv").exists()
     minion_config = (clone / ".salt-local" / "minion").read_text()
-    assert f"base: [{clone}]" in minion_config and str(REPO) not in minion_config
+    assert f"base: [{clone}/.salt-local/formula]" in minion_config and str(REPO) not in minion_config
+    assert sorted(path.name for path in (clone / ".salt-local" / "formula").iterdir()) == [
+        "_beacons",
+        "_modules",
+        "_states",
+        "_utils",
+        "mail",
+    ]
+    assert (clone / ".salt-local" / "formula" / "mail").resolve() == clone / "mail"
