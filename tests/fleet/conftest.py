@@ -23,14 +23,17 @@ import email.utils
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
 
-from tests.support import addresses, machines
+from tests.support import addresses, binfmt, machines
 from tests.support.fleet import RET_PORT, Fleet, SaltMaster
 from tests.support.smtp_peers import SmtpPeer
+from tests.support.wheel_index import WheelIndex
 
 PREFIX = "198.51.100"
 BRIDGE = "mfleet0"
@@ -100,10 +103,59 @@ SECRETS = (RELAY_PASSWORD, MAILU_PASSWORD)
 FIGURES: dict[str, str] = {}
 
 
+# A cold image cache: the images are built in the background while the rest
+# of the suite runs (debootstrap waits on the network, emulated builds on one
+# core each); the fixtures wait for it.
+PREBUILD_LOG = machines.CACHE_DIR / "prebuild.log"
+_prebuild: dict[str, subprocess.Popen] = {}
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(items):
+    wanted = set()
     for item in items:
         if "/fleet/" in str(item.fspath):
             item.add_marker(pytest.mark.fleet)
+            if "fleet" in item.fixturenames:
+                wanted.update(machines.IMAGES)
+            wanted.update(PI_NODES[name][0] for name in PI_NODES if name in item.fixturenames)
+    _start_building(sorted(name for name in wanted if not machines.is_cached(name)))
+
+
+def _start_building(names):
+    if not names or os.geteuid() != 0 or not shutil.which("debootstrap"):
+        return  # the fixtures say what is missing
+    machines.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(PREBUILD_LOG, "w") as log:
+        _prebuild["process"] = subprocess.Popen(
+            ["nice", "-n", "10", sys.executable, "-m", "tests.support.machines", *names],
+            cwd=machines.REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _prebuild["started"] = time.monotonic()
+
+
+def _wait_for_prebuild(names):
+    """Until the background build has made images ``names`` (or has failed)."""
+    process = _prebuild.get("process")
+    if process is None:
+        return
+    while not all(machines.is_cached(name) for name in names):
+        if process.poll() is not None:
+            log = PREBUILD_LOG.read_text(errors="replace")
+            pytest.fail(f"building the machine images failed ({process.returncode}):\n{log[-6000:]}")
+        time.sleep(2)
+    took = time.monotonic() - _prebuild["started"]
+    record(f"images {', '.join(names)}", f"built in the background, ready {took:.0f} s after collection")
+
+
+def pytest_sessionfinish(session):
+    process = _prebuild.get("process")
+    if process is not None and process.poll() is None:  # the session ended early
+        subprocess.run(["kill", "-TERM", "--", f"-{process.pid}"], capture_output=True, check=False)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -186,10 +238,11 @@ def fleet_images():
     ]
     if missing:
         pytest.fail(f"missing {missing}: install debootstrap, systemd-container and dpkg-dev (bin/test does)")
+    _wait_for_prebuild(machines.IMAGES)
     started = time.monotonic()
 
     def build(release):
-        cached = (machines.CACHE_DIR / machines.image_key(release) / "etc/os-release").exists()
+        cached = machines.is_cached(release)
         path = machines.image(release, log=lambda line: None)
         took = time.monotonic() - started
         how = "cached" if cached else "built (all images at once)"
@@ -203,7 +256,7 @@ def fleet_images():
 
 
 @pytest.fixture(scope="session")
-def fleet_bridge(fleet_images):
+def fleet_bridge():
     """The host's bridge with 198.51.100.1/24; deleted at the end."""
     _unused_prefix_or_fail()
     with machines.Bridge(BRIDGE, PREFIX) as bridge:
@@ -315,3 +368,73 @@ def deliver_and_count(fleet, peers, machine, msg, peer_name, recipient=RECIPIENT
     (got,) = [m for m in peer.mailbox.messages() if m.message_id == mid]
     assert got.rcpt_tos == [recipient]
     return got
+
+
+# ----------------------------------------- Raspberry Pi machines (issue 13) ---
+
+# name -> (image, address, port of its wheel index on the host)
+PI_NODES = {
+    "pi64": ("bookworm-arm64", f"{PREFIX}.21", 8641),
+    "pi32": ("bookworm-armhf", f"{PREFIX}.22", 8642),
+}
+# Where the machine sees this checkout (read-only): the README's <this repository>.
+UPSTREAM = "/srv/upstream/mail"
+# /etc/os-release of 32-bit Raspberry Pi OS (Bookworm).
+RASPBIAN_OS_RELEASE = """\
+PRETTY_NAME="Raspbian GNU/Linux 12 (bookworm)"
+NAME="Raspbian GNU/Linux"
+VERSION_ID="12"
+VERSION="12 (bookworm)"
+VERSION_CODENAME=bookworm
+ID=raspbian
+ID_LIKE=debian
+HOME_URL="http://www.raspbian.org/"
+SUPPORT_URL="http://www.raspbian.org/RaspbianForums"
+BUG_REPORT_URL="http://www.raspbian.org/RaspbianBugs"
+"""
+
+
+def pi_image(image_name) -> pathlib.Path:
+    """An ARM image (cached; built in the background when missing)."""
+    if os.geteuid() != 0:
+        pytest.fail("the Raspberry Pi tests boot machines with systemd-nspawn and need root")
+    try:
+        binfmt.require(machines.ARM_IMAGES[image_name].arch)
+    except binfmt.Unavailable as exc:
+        pytest.fail(f"this host cannot run ARM binaries: {exc}")
+    _wait_for_prebuild([image_name])
+    cached = machines.is_cached(image_name)
+    started = time.monotonic()
+    path = machines.image(image_name, log=lambda line: None)
+    if not cached:
+        record(f"image {image_name}", f"built in {time.monotonic() - started:.0f} s")
+    return path
+
+
+@contextlib.contextmanager
+def pi_machine(name, fleet_bridge, test_ca):
+    """A booted Raspberry Pi stand-in with this checkout at UPSTREAM and pip
+    pointed at the host's wheel index for its architecture."""
+    image_name, address, port = PI_NODES[name]
+    image = pi_image(image_name)
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="mp", dir="/tmp"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        index = stack.enter_context(WheelIndex(machines.wheelhouse(image_name), HOST, port))
+        checkout = {str(machines.REPO_ROOT): UPSTREAM}
+        machine = machines.Machine(name, image_name, address, fleet_bridge, workdir, read_only_binds=checkout)
+        stack.callback(machine.destroy)
+        files = {
+            "/etc/hosts": (
+                f"127.0.0.1 localhost\n127.0.1.1 {name}.fleet.test {name}\n"
+                f"{HOST} {SMARTHOST_NAME} {MAILU_NAME}\n"
+            ),
+            "/etc/pip.conf": index.pip_conf,
+            CA_PATH: pathlib.Path(test_ca.ca_file).read_text(),
+        }
+        if name == "pi32":
+            files["/etc/os-release"] = RASPBIAN_OS_RELEASE
+        machine.create(image, files)
+        booted = machine.boot(timeout=300)
+        record(f"{name} ({image_name}) boot under emulation", f"{booted:.1f} s")
+        yield machine

@@ -48,12 +48,14 @@ REAL_PKG_PROVIDERS = ["aptpkg", "yumpkg", "pacmanpkg", "zypperpkg", "apkpkg", "e
 FAKE_INVENTORY = {"postfix": "3.9.0-1", "bash": "5.2.26-1"}
 
 
-def _grains(os_name, family, osfinger, major, fqdn, virtual="kvm", virtual_subtype=""):
+def _grains(os_name, family, osfinger, major, fqdn, virtual="kvm", virtual_subtype="", arch="amd64"):
     return {
         "os": os_name,
         "os_family": family,
         "osfinger": osfinger,
         "osmajorrelease": major,
+        "osarch": arch,
+        "cpuarch": {"amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l"}[arch],
         "fqdn": fqdn,
         "virtual": virtual,
         # Set too: the real one of this machine ("Docker") would leak through.
@@ -67,7 +69,9 @@ def _grains(os_name, family, osfinger, major, fqdn, virtual="kvm", virtual_subty
 OS_PROFILES = {
     "debian12": _grains("Debian", "Debian", "Debian-12", 12, "deb12.itest.example"),
     "ubuntu2404": _grains("Ubuntu", "Debian", "Ubuntu-24.04", 24, "ubu2404.itest.example"),
-    "raspbian12": _grains("Raspbian", "Debian", "Raspbian-12", 12, "rpi.itest.example"),
+    # Raspberry Pi OS: the 32-bit image says Raspbian, the 64-bit one Debian.
+    "raspbian12": _grains("Raspbian", "Debian", "Raspbian-12", 12, "rpi.itest.example", arch="armhf"),
+    "rpios64": _grains("Debian", "Debian", "Debian-12", 12, "rpi64.itest.example", arch="arm64"),
     "arch": _grains("Arch", "Arch", "Arch-rolling", 2024, "arch.itest.example"),
     "fedora40": _grains("Fedora", "RedHat", "Fedora Linux-40", 40, "fedora.itest.example"),
     "rocky9": _grains("Rocky", "RedHat", "Rocky Linux-9", 9, "rocky.itest.example"),

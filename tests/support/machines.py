@@ -15,6 +15,14 @@ Images
     temporary directory renamed into place at the end, so an interrupted build
     never looks finished.
 
+    ARM images (``arm64``, ``armhf``: Raspberry Pi OS is Debian 12 for both)
+    are built the same way under qemu-user emulation (``binfmt.register``),
+    without Salt: the README's recipe builds its own virtualenv there. Beside
+    such an image lies its wheelhouse (``wheelhouse(name)``): every wheel
+    ``bin/venv`` installs, built inside the emulated root at image-build time
+    (PyPI has no ARM wheel for some of Salt's dependencies), which the tests
+    serve to the machine from the host.
+
 Machines
     ``Machine`` copies an image (``cp -a --reflink=auto``: every node has its
     own ``/etc``), writes its identity, minion config and network set-up into
@@ -36,15 +44,33 @@ import shutil
 import subprocess
 import tempfile
 import time
+import typing
+
+from tests.support import binfmt
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CACHE_DIR = pathlib.Path(os.environ.get("MAIL_FLEET_CACHE", "/var/cache/mail-formula-tests"))
-# image name -> (Debian release, constraints file of its Salt, upgrade wheelhouse)
+
+
+class ImageSpec(typing.NamedTuple):
+    release: str
+    constraints: str = "constraints.txt"  # the pins of its Salt (or of its wheelhouse)
+    upgrade: str | None = None  # pins of a Salt wheelhouse kept inside, to upgrade in place
+    arch: str = "amd64"  # Debian's name of the architecture
+    salt: bool = True  # Salt in /opt/salt with a salt-minion unit, else a wheelhouse beside
+
+
 IMAGES = {
-    "bookworm": ("bookworm", "constraints.txt", None),
-    "trixie": ("trixie", "constraints.txt", None),
-    "bookworm-salt3006": ("bookworm", "constraints-3006.txt", "constraints.txt"),
+    "bookworm": ImageSpec("bookworm"),
+    "trixie": ImageSpec("trixie"),
+    "bookworm-salt3006": ImageSpec("bookworm", "constraints-3006.txt", "constraints.txt"),
 }
+# Raspberry Pi OS's two architectures; not part of the master-driven fleet.
+ARM_IMAGES = {
+    "bookworm-arm64": ImageSpec("bookworm", arch="arm64", salt=False),
+    "bookworm-armhf": ImageSpec("bookworm", arch="armhf", salt=False),
+}
+ALL_IMAGES = {**IMAGES, **ARM_IMAGES}
 UPGRADE_DIR = "/root/salt-upgrade"
 STALE_BUILD_SECONDS = 3 * 3600
 HOST_CA_BUNDLE = pathlib.Path("/etc/ssl/certs/ca-certificates.crt")
@@ -60,6 +86,11 @@ BASE_PACKAGES = (
     "iproute2",
     "ca-certificates",
 )
+# The README's Raspberry Pi recipe (git clone, sudo bin/apply), and what pip
+# needs to build the wheels PyPI lacks for ARM (pyzmq against the system
+# libzmq, cffi against libffi).
+RECIPE_PACKAGES = ("git", "sudo")
+WHEEL_BUILD_PACKAGES = ("g++", "make", "cmake", "ninja-build", "pkg-config", "libzmq3-dev", "libffi-dev")
 # Each set is downloaded on its own: postfix and msmtp-mta conflict.
 OFFLINE_PACKAGE_SETS = (("postfix", "libsasl2-modules"), ("msmtp", "msmtp-mta"))
 SALT_VENV = "/opt/salt"
@@ -90,11 +121,21 @@ rm -rf {repo}/partial {repo}/lock
 python3 -m venv {venv}
 # The host's CA bundle, also for pip's build-isolation subprocesses (timelib).
 export PIP_CERT=/etc/ssl/host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1
+{salt}
+apt-get clean
+"""
+SALT_STEP = """\
 {venv}/bin/pip install -q -c /root/constraints.txt salt
 {upgrade}
 ln -sf {venv}/bin/salt-call {venv}/bin/salt-minion /usr/local/bin/
-apt-get clean
 """
+# Every wheel bin/venv installs (pip first, then requirements.txt), built here.
+WHEELHOUSE_STEP = """\
+{venv}/bin/pip install -q -c /root/constraints.txt pip
+{venv}/bin/pip wheel -q -w {wheels} -c /root/constraints.txt pip -r /root/requirements.txt
+rm -rf {venv}
+"""
+WHEELHOUSE_DIR = "/root/wheelhouse"
 
 
 def _run(cmd, **kwargs) -> subprocess.CompletedProcess:
@@ -129,22 +170,36 @@ def debian_mirror() -> str:
 
 
 def image_key(name: str) -> str:
-    release, constraints, upgrade = IMAGES[name]
+    spec = ALL_IMAGES[name]
     digest = hashlib.sha256()
-    inputs = (release, BASE_PACKAGES, OFFLINE_PACKAGE_SETS, SALT_MINION_UNIT, IMAGES[name])
+    inputs = (BASE_PACKAGES, OFFLINE_PACKAGE_SETS, SALT_MINION_UNIT, spec)
+    if not spec.salt:
+        inputs += (RECIPE_PACKAGES, WHEEL_BUILD_PACKAGES, WHEELHOUSE_STEP)
+    else:
+        inputs += (SALT_STEP,)
     digest.update(repr(inputs).encode())
     digest.update(BUILD_SCRIPT.encode())
     digest.update(inspect.getsource(_build).encode())
-    for pins in filter(None, (constraints, upgrade)):
-        digest.update((REPO_ROOT / pins).read_bytes())
+    pins = [spec.constraints, spec.upgrade] + ([] if spec.salt else ["requirements.txt"])
+    for path in filter(None, pins):
+        digest.update((REPO_ROOT / path).read_bytes())
     return f"{name}-{digest.hexdigest()[:12]}"
 
 
+def is_cached(name: str) -> bool:
+    return (CACHE_DIR / image_key(name) / "etc" / "os-release").exists()
+
+
+def wheelhouse(name: str) -> pathlib.Path:
+    """The wheels beside the ARM image ``name`` (built with it)."""
+    return CACHE_DIR / f"{image_key(name)}.wheels"
+
+
 def image(name: str, log=print) -> pathlib.Path:
-    """The cached image ``name`` (of ``IMAGES``), built first if missing."""
+    """The cached image ``name`` (of ``ALL_IMAGES``), built first if missing."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     final = CACHE_DIR / image_key(name)
-    if (final / "etc" / "os-release").exists():
+    if is_cached(name):
         return final
     for stale in CACHE_DIR.glob(f".build-{name}-*"):
         # Left by an interrupted build: no build takes hours.
@@ -154,6 +209,10 @@ def image(name: str, log=print) -> pathlib.Path:
     work = pathlib.Path(tempfile.mkdtemp(prefix=f".build-{name}-", dir=CACHE_DIR))
     try:
         _build(name, work / "root")
+        if not ALL_IMAGES[name].salt:
+            wheels = final.with_name(f"{final.name}.wheels")
+            shutil.rmtree(wheels, ignore_errors=True)
+            os.rename(work / "root" / WHEELHOUSE_DIR.lstrip("/"), wheels)
         try:
             os.rename(work / "root", final)
         except OSError:
@@ -166,29 +225,39 @@ def image(name: str, log=print) -> pathlib.Path:
 
 
 def _build(name: str, root: pathlib.Path) -> None:
-    release, constraints, upgrade = IMAGES[name]
+    spec = ALL_IMAGES[name]
+    packages = BASE_PACKAGES if spec.salt else BASE_PACKAGES + RECIPE_PACKAGES + WHEEL_BUILD_PACKAGES
+    if spec.arch != "amd64":
+        binfmt.require(spec.arch)
     _run(
         [
             "debootstrap",
+            f"--arch={spec.arch}",
             "--variant=minbase",
-            f"--include={','.join(BASE_PACKAGES)}",
-            release,
+            f"--include={','.join(packages)}",
+            spec.release,
             str(root),
             debian_mirror(),
         ]
     )
     shutil.copyfile(HOST_CA_BUNDLE, root / "etc/ssl/host-ca.crt")
-    shutil.copyfile(REPO_ROOT / constraints, root / "root/constraints.txt")
-    upgrade_step = ""
-    if upgrade:
-        (root / UPGRADE_DIR.lstrip("/")).mkdir(parents=True)
-        shutil.copyfile(REPO_ROOT / upgrade, root / UPGRADE_DIR.lstrip("/") / "constraints.txt")
-        upgrade_step = f"{SALT_VENV}/bin/pip wheel -q -w {UPGRADE_DIR} -c {UPGRADE_DIR}/constraints.txt salt"
+    shutil.copyfile(REPO_ROOT / spec.constraints, root / "root/constraints.txt")
+    shutil.copyfile(REPO_ROOT / "requirements.txt", root / "root/requirements.txt")
+    if spec.salt:
+        upgrade_step = ""
+        if spec.upgrade:
+            (root / UPGRADE_DIR.lstrip("/")).mkdir(parents=True)
+            shutil.copyfile(REPO_ROOT / spec.upgrade, root / UPGRADE_DIR.lstrip("/") / "constraints.txt")
+            pins = f"{UPGRADE_DIR}/constraints.txt"
+            upgrade_step = f"{SALT_VENV}/bin/pip wheel -q -w {UPGRADE_DIR} -c {pins} salt"
+        salt_step = SALT_STEP.format(venv=SALT_VENV, upgrade=upgrade_step)
+    else:
+        salt_step = WHEELHOUSE_STEP.format(venv=SALT_VENV, wheels=WHEELHOUSE_DIR)
     downloads = "\n".join(
         f"apt-get install -y -q --download-only -o Dir::Cache::archives={LOCAL_REPO}/ {' '.join(pkgs)}"
         for pkgs in OFFLINE_PACKAGE_SETS
     )
-    script = BUILD_SCRIPT.format(repo=LOCAL_REPO, venv=SALT_VENV, downloads=downloads, upgrade=upgrade_step)
+    script = BUILD_SCRIPT.format(repo=LOCAL_REPO, venv=SALT_VENV, downloads=downloads, salt=salt_step)
     _run(
         ["systemd-nspawn", "-q", "-D", str(root), "--register=no", "--keep-unit", "/bin/sh", "-c", script],
         stdin=subprocess.DEVNULL,
@@ -204,12 +273,14 @@ def _build(name: str, root: pathlib.Path) -> None:
         ["systemd-nspawn", "-q", "-D", str(root), "--register=no", "--keep-unit", "apt-get", "update", "-q"],
         stdin=subprocess.DEVNULL,
     )
-    units = root / "etc/systemd/system"
-    (units / "salt-minion.service").write_text(SALT_MINION_UNIT)
-    wants = units / "multi-user.target.wants"
-    wants.mkdir(exist_ok=True)
-    (wants / "salt-minion.service").symlink_to("/etc/systemd/system/salt-minion.service")
+    if spec.salt:
+        units = root / "etc/systemd/system"
+        (units / "salt-minion.service").write_text(SALT_MINION_UNIT)
+        wants = units / "multi-user.target.wants"
+        wants.mkdir(exist_ok=True)
+        (wants / "salt-minion.service").symlink_to("/etc/systemd/system/salt-minion.service")
     (root / "root/constraints.txt").unlink()
+    (root / "root/requirements.txt").unlink()
     # Each machine gets its own machine-id at first boot.
     (root / "etc/machine-id").write_text("")
     with contextlib.suppress(FileNotFoundError):
@@ -274,11 +345,21 @@ class MachineError(RuntimeError):
 class Machine:
     """One booted Debian machine: its own copy of an image, systemd as PID 1."""
 
-    def __init__(self, name: str, release: str, address: str, bridge: Bridge, directory: pathlib.Path):
+    def __init__(
+        self,
+        name: str,
+        release: str,
+        address: str,
+        bridge: Bridge,
+        directory: pathlib.Path,
+        read_only_binds: dict[str, str] | None = None,
+    ):
         self.name = name
         self.release = release
         self.address = address
         self.bridge = bridge
+        # {host path: path inside}, mounted read-only at every boot
+        self.read_only_binds = read_only_binds or {}
         self.root = directory / name
         self.console_log = directory / f"{name}.console.log"
         self.process: subprocess.Popen | None = None
@@ -336,6 +417,7 @@ class Machine:
                     f"--network-bridge={self.bridge.name}",
                     "--resolv-conf=off",
                     "--timezone=off",
+                    *(f"--bind-ro={host}:{inside}" for host, inside in self.read_only_binds.items()),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -479,8 +561,15 @@ def _ok(cmd) -> bool:
 
 
 if __name__ == "__main__":
+    import concurrent.futures
     import sys
 
-    for name in sys.argv[1:] or IMAGES:
+    def build(name):
         begin = time.monotonic()
-        print(image(name), f"{time.monotonic() - begin:.0f} s", flush=True)
+        return f"{image(name, log=lambda line: None)} {time.monotonic() - begin:.0f} s"
+
+    # At once: debootstrap waits on the network while another build compiles.
+    names = sys.argv[1:] or list(IMAGES)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+        for line in pool.map(build, names):
+            print(line, flush=True)
