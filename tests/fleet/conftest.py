@@ -422,7 +422,15 @@ def pi_machine(name, fleet_bridge, test_ca):
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         index = stack.enter_context(WheelIndex(machines.wheelhouse(image_name), HOST, port))
         checkout = {str(machines.REPO_ROOT): UPSTREAM}
-        machine = machines.Machine(name, image_name, address, fleet_bridge, workdir, read_only_binds=checkout)
+        machine = machines.Machine(
+            name,
+            image_name,
+            address,
+            fleet_bridge,
+            workdir,
+            read_only_binds=checkout,
+            on_tmpfs=machines.ARM_IMAGES[image_name].arch == "armhf",
+        )
         stack.callback(machine.destroy)
         files = {
             "/etc/hosts": (

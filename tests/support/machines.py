@@ -353,6 +353,7 @@ class Machine:
         bridge: Bridge,
         directory: pathlib.Path,
         read_only_binds: dict[str, str] | None = None,
+        on_tmpfs: bool = False,
     ):
         self.name = name
         self.release = release
@@ -360,6 +361,10 @@ class Machine:
         self.bridge = bridge
         # {host path: path inside}, mounted read-only at every boot
         self.read_only_binds = read_only_binds or {}
+        # 32-bit programs under qemu-user get EOVERFLOW from readdir() on ext4
+        # (its 64-bit directory hashes; a real 32-bit kernel hands out 32-bit
+        # ones): Cyrus SASL then finds no plugins. tmpfs has small offsets.
+        self.on_tmpfs = on_tmpfs
         self.root = directory / name
         self.console_log = directory / f"{name}.console.log"
         self.process: subprocess.Popen | None = None
@@ -369,7 +374,12 @@ class Machine:
 
     def create(self, image_dir: pathlib.Path, files: dict[str, str]) -> None:
         """Copy the image and write ``files`` ({path inside: content}) into it."""
-        _run(["cp", "-a", "--reflink=auto", str(image_dir), str(self.root)])
+        if self.on_tmpfs:
+            self.root.mkdir()
+            _run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=4g", "tmpfs", str(self.root)])
+            _run(["cp", "-a", f"{image_dir}/.", str(self.root)])
+        else:
+            _run(["cp", "-a", "--reflink=auto", str(image_dir), str(self.root)])
         fqdn = f"{self.name}.fleet.test"
         base = {
             "/etc/hostname": f"{self.name}\n",
@@ -497,6 +507,8 @@ class Machine:
             self.poweroff(timeout=30)
         finally:
             self.kill()
+            if self.on_tmpfs:
+                subprocess.run(["umount", str(self.root)], capture_output=True, check=False)
             shutil.rmtree(self.root, ignore_errors=True)
 
     # ---- commands inside
