@@ -35,8 +35,16 @@ import time
 __virtualname__ = "mailstack"
 
 LISTEN_PARAMETERS = ("inet_interfaces", "inet_protocols")
+# Postfix's directories, and where they are when postconf cannot say.
+DIRECTORIES = {
+    "queue_directory": "/var/spool/postfix",
+    "data_directory": "/var/lib/postfix",
+    "config_directory": "/etc/postfix",
+}
 LISTEN_MARKER = "mailstack-listen"
 STOP_TIMEOUT = 120
+# Where the states look at processes (unit tests point it at a fake one).
+PROC = "/proc"
 
 
 def __virtual__():
@@ -56,56 +64,77 @@ def _systemd_booted():
     return __utils__["mailstack_system.systemd_booted"]()
 
 
-def _postconf(*parameters):
-    return __utils__["mailstack_system.postconf"](__salt__, *parameters)
+def _postconf_values(*parameters):
+    return __utils__["mailstack_system.postconf_values"](__salt__, *parameters) or {}
 
 
-def _marker_path():
-    data_dir = _postconf("data_directory") or "/var/lib/postfix"
-    return os.path.join(data_dir, LISTEN_MARKER)
+def _postfix_settings():
+    """
+    What the Postfix states need of main.cf, from one ``postconf``: its
+    ``queue_directory``, ``data_directory`` and ``config_directory``, and
+    ``listen``, the listening settings (``LISTEN_PARAMETERS``, one per line).
+    Where Postfix is not installed, its default directories and no settings.
+    """
+    installed = __salt__["cmd.which"]("postconf")
+    values = _postconf_values(*DIRECTORIES, *LISTEN_PARAMETERS) if installed else {}
+    settings = {name: values.get(name) or default for name, default in DIRECTORIES.items()}
+    settings["listen"] = _joined_listen_settings(values)
+    return settings
 
 
-def _listen_settings():
-    return _postconf(*LISTEN_PARAMETERS) or ""
+def _joined_listen_settings(values):
+    """The values of ``LISTEN_PARAMETERS`` one per line, as the marker records them."""
+    return "\n".join(values.get(name, "") for name in LISTEN_PARAMETERS).strip()
 
 
-def _master_pid():
-    """PID of the running Postfix master process, or None."""
-    queue_dir = _postconf("queue_directory")
-    if not queue_dir:
-        return None
+def _current_listen_settings():
+    """The listening settings main.cf holds now: read again after a start, for the master it started."""
+    return _joined_listen_settings(_postconf_values(*LISTEN_PARAMETERS))
+
+
+def _marker_path(settings):
+    return os.path.join(settings["data_directory"], LISTEN_MARKER)
+
+
+def _master_pid(queue_dir):
+    """
+    PID of the running Postfix master process, or None: the PID in its pid
+    file, if that process exists and is Postfix's ``master`` (a pid file
+    outlives its master, and after a reboot its PID may be another process's).
+    """
     try:
         with open(os.path.join(queue_dir, "pid", "master.pid"), encoding="utf-8") as handle:
             pid = int(handle.read().strip())
+        with open(os.path.join(PROC, str(pid), "comm"), encoding="utf-8") as handle:
+            command = handle.read().strip()
     except (OSError, ValueError):
         return None
-    return pid if os.path.exists(f"/proc/{pid}") else None
+    return pid if command == "master" else None
 
 
 def _master_started(pid):
     """When process ``pid`` started (seconds since the epoch), or None."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+        with open(os.path.join(PROC, str(pid), "stat"), encoding="utf-8") as handle:
             ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat", encoding="utf-8") as handle:
+        with open(os.path.join(PROC, "stat"), encoding="utf-8") as handle:
             boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
     except (OSError, ValueError, IndexError, StopIteration):
         return None
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _main_cf_mtime():
-    config_dir = _postconf("config_directory") or "/etc/postfix"
+def _main_cf_mtime(config_dir):
     try:
         return os.path.getmtime(os.path.join(config_dir, "main.cf"))
     except OSError:
         return None
 
 
-def _read_marker():
+def _read_marker(settings):
     """The recorded listening settings and master PID; None if never recorded."""
     try:
-        with open(_marker_path(), encoding="utf-8") as handle:
+        with open(_marker_path(settings), encoding="utf-8") as handle:
             text = handle.read()
     except OSError:
         return None
@@ -116,7 +145,7 @@ def _read_marker():
         return {"listen": text, "master_pid": None}  # written by an older formula
 
 
-def _listen_settings_changed():
+def _listen_settings_changed(settings):
     """
     Whether the running master may listen otherwise than main.cf now says.
 
@@ -125,27 +154,31 @@ def _listen_settings_changed():
     hand, or by systemd at boot) and read main.cf then: unless main.cf is older
     than that master, what it listens on is unknown, so it must restart.
     """
-    marker = _read_marker()
+    marker = _read_marker(settings)
     if marker is None:
         return True
-    pid = _master_pid()
+    pid = _master_pid(settings["queue_directory"])
     if marker["master_pid"] is None or pid is None or pid == marker["master_pid"]:
-        return marker["listen"] != _listen_settings()
-    started, modified = _master_started(pid), _main_cf_mtime()
+        return marker["listen"] != settings["listen"]
+    started, modified = _master_started(pid), _main_cf_mtime(settings["config_directory"])
     return started is None or modified is None or modified >= started
 
 
-def _record_listen_settings():
-    with open(_marker_path(), "w", encoding="utf-8") as handle:
-        json.dump({"listen": _listen_settings(), "master_pid": _master_pid()}, handle)
+def _record_listen_settings(settings):
+    """Record what the master just started or restarted listens on, and its PID."""
+    recorded = {"listen": _current_listen_settings(), "master_pid": _master_pid(settings["queue_directory"])}
+    with open(_marker_path(settings), "w", encoding="utf-8") as handle:
+        json.dump(recorded, handle)
 
 
-def _is_running(service):
-    """Whether Postfix's master runs: asked of Postfix itself, since a unit that
-    systemd calls active (Debian's ``postfix`` wrapper) may have a dead master."""
-    if not __salt__["cmd.which"]("postfix"):
-        return False
-    return _run(["postfix", "status"])[0]
+def _is_running(settings):
+    """
+    Whether Postfix's master runs: its pid file names a live ``master`` process
+    (``postfix status`` is a shell script that runs postconf and master to
+    find out). Not asked of systemd: a unit it calls active, Debian's
+    ``postfix`` wrapper, may have a dead master.
+    """
+    return _master_pid(settings["queue_directory"]) is not None
 
 
 def _unit_active(service):
@@ -171,14 +204,14 @@ def _still_stopping(service):
     return out.split()[:1] if ok and out.strip() else []
 
 
-def _wait_until_stopped(service):
+def _wait_until_stopped(service, settings):
     """
     Wait until systemd has finished stopping Postfix: stopping ``postfix``
     returns before its instances (``postfix@-``) are down, and a package
     removed meanwhile leaves them hanging in "deactivating".
     """
     deadline = time.monotonic() + STOP_TIMEOUT
-    while _master_pid() is not None or _still_stopping(service):
+    while _master_pid(settings["queue_directory"]) is not None or _still_stopping(service):
         if time.monotonic() > deadline:
             return False, (
                 f"systemd did not finish stopping {service} within {STOP_TIMEOUT} s;"
@@ -188,7 +221,7 @@ def _wait_until_stopped(service):
     return True, ""
 
 
-def _action(service, action, prestart):
+def _action(service, action, prestart, settings):
     """Run start, stop, reload or restart; return (ok, message)."""
     if action != "stop":
         ok, message = _check()
@@ -197,11 +230,11 @@ def _action(service, action, prestart):
     if _systemd_booted():
         ok = __salt__[f"service.{action}"](service)
         if ok and action == "stop":
-            return _wait_until_stopped(service)
+            return _wait_until_stopped(service, settings)
         return bool(ok), f"systemd could not {action} {service}"
     if action == "restart":
-        ok, message = _action(service, "stop", prestart)
-        return _action(service, "start", prestart) if ok else (ok, message)
+        ok, message = _action(service, "stop", prestart, settings)
+        return _action(service, "start", prestart, settings) if ok else (ok, message)
     if action == "start" and prestart:
         ok, out = _run(list(prestart))
         if not ok:
@@ -210,12 +243,12 @@ def _action(service, action, prestart):
     return ok, f"postfix {action} failed: {out}"
 
 
-def _act_and_report(name, action, prestart, changes):
-    ok, message = _action(name, action, prestart)
+def _act_and_report(name, action, prestart, changes, settings):
+    ok, message = _action(name, action, prestart, settings)
     if not ok:
         return _ret(name, False, message)
     if action in ("start", "restart"):
-        _record_listen_settings()
+        _record_listen_settings(settings)
     return _ret(name, True, f"Postfix {action}ed" if action != "stop" else "Postfix stopped", changes)
 
 
@@ -230,15 +263,16 @@ def postfix_running(name="postfix", prestart=()):
         init system runs (Debian: ``[/usr/lib/postfix/configure-instance.sh, -]``
         prepares the chroot).
     """
-    if not _is_running(name):
+    settings = _postfix_settings()
+    if not _is_running(settings):
         action, changes = _start_action(name), {"postfix": "started"}
-    elif _listen_settings_changed():
+    elif _listen_settings_changed(settings):
         action, changes = "restart", {"postfix": "restarted: listening settings changed"}
     else:
         return _ret(name, True, "Postfix is running")
     if __opts__["test"]:
         return _ret(name, None, f"Postfix would be {changes['postfix'].split(':')[0]}", changes)
-    return _act_and_report(name, action, prestart, changes)
+    return _act_and_report(name, action, prestart, changes, settings)
 
 
 def postfix_dead(name="postfix"):
@@ -246,11 +280,12 @@ def postfix_dead(name="postfix"):
     Ensure Postfix is stopped (before its package is removed, since removing
     the package does not stop a daemon that no init system started).
     """
-    if not _is_running(name) and not _unit_active(name):
+    settings = _postfix_settings()
+    if not _is_running(settings) and not _unit_active(name):
         return _ret(name, True, "Postfix is not running")
     if __opts__["test"]:
         return _ret(name, None, "Postfix would be stopped", {"postfix": "stopped"})
-    return _act_and_report(name, "stop", "", {"postfix": "stopped"})
+    return _act_and_report(name, "stop", "", {"postfix": "stopped"}, settings)
 
 
 def mod_watch(name, sfun=None, prestart=(), **kwargs):
@@ -260,16 +295,17 @@ def mod_watch(name, sfun=None, prestart=(), **kwargs):
     """
     if sfun == "postfix_dead":
         return postfix_dead(name)
-    if not _is_running(name):
+    settings = _postfix_settings()
+    if not _is_running(settings):
         action = _start_action(name)
-    elif _listen_settings_changed():
+    elif _listen_settings_changed(settings):
         action = "restart"
     else:
         action = "reload"
     changes = {"postfix": f"{action}ed"}
     if __opts__["test"]:
         return _ret(name, None, f"Postfix would be {action}ed", changes)
-    return _act_and_report(name, action, prestart, changes)
+    return _act_and_report(name, action, prestart, changes, settings)
 
 
 def postfix_enabled(name="postfix"):

@@ -24,3 +24,21 @@ def postconf(salt, *parameters):
     """The values of Postfix's ``parameters`` (``postconf -h``, one per line), or ``None``."""
     result = run(salt, ["postconf", "-h", *parameters])
     return result["stdout"].strip() if result["retcode"] == 0 else None
+
+
+def postconf_values(salt, *parameters):
+    """
+    The values of Postfix's ``parameters`` from one ``postconf``, by name, or
+    ``None`` when Postfix cannot answer. Parsed from ``name = value`` lines,
+    since ``postconf -h`` leaves out an unknown parameter and Salt strips a
+    last empty value, which would shift the values of a list.
+    """
+    result = run(salt, ["postconf", *parameters])
+    if result["retcode"] != 0:
+        return None
+    values = {}
+    for line in result["stdout"].splitlines():
+        name, equals, value = line.partition(" =")
+        if equals and name in parameters:
+            values[name] = value.strip()
+    return values

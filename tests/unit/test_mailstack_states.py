@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 
 import pytest
 from salt.exceptions import CommandExecutionError
@@ -22,21 +23,82 @@ PRESTART = ["/usr/lib/postfix/configure-instance.sh", "-"]
 LOOPBACK = "loopback-only\nall"
 
 
-class FakePostfix:
-    """Answers ``cmd.run_all`` like Postfix would, and records every command."""
+SETTINGS_QUERY = (
+    "postconf",
+    "queue_directory",
+    "data_directory",
+    "config_directory",
+    "inet_interfaces",
+    "inet_protocols",
+)
 
-    def __init__(self, data_dir: pathlib.Path):
-        self.data_dir = data_dir
+
+class FakePostfix:
+    """Answers ``cmd.run_all`` like Postfix would, keeps its master's pid file
+    and its entry in a fake ``/proc``, and records every command."""
+
+    def __init__(self, root: pathlib.Path):
+        self.data_dir = root / "var-lib-postfix"
+        self.queue_dir = root / "var-spool-postfix"
+        self.config_dir = root / "etc-postfix"
+        self.proc = root / "proc"
+        for directory in (self.data_dir, self.queue_dir / "pid", self.config_dir, self.proc):
+            directory.mkdir(parents=True)
+        (self.config_dir / "main.cf").write_text("", encoding="utf-8")
         self.installed = True
-        self.running = True
         self.listen = LOOPBACK
         self.check_ok = True
         self.postmap_ok = True
         self.commands: list = []
+        self.master_pid = None
+        self.next_pid = 4242
+        self.start_master()
+
+    @property
+    def running(self) -> bool:
+        return self.master_pid is not None
+
+    @running.setter
+    def running(self, running: bool) -> None:
+        if running and not self.running:
+            self.start_master()
+        elif not running:
+            self.stop_master()
+
+    def start_master(self):
+        self.master_pid, self.next_pid = self.next_pid, self.next_pid + 1
+        (self.queue_dir / "pid" / "master.pid").write_text(f"{self.master_pid:11d}\n", encoding="utf-8")
+        self.run_process(self.master_pid, "master")
+
+    def stop_master(self):
+        """The master exits; its pid file stays, as Postfix leaves it."""
+        if self.master_pid is not None:
+            shutil.rmtree(self.proc / str(self.master_pid))
+        self.master_pid = None
+
+    def run_process(self, pid, command):
+        (self.proc / str(pid)).mkdir()
+        (self.proc / str(pid) / "comm").write_text(command + "\n", encoding="utf-8")
+
+    def parameters(self):
+        interfaces, protocols = self.listen.split("\n")
+        return {
+            "queue_directory": str(self.queue_dir),
+            "data_directory": str(self.data_dir),
+            "config_directory": str(self.config_dir),
+            "inet_interfaces": interfaces,
+            "inet_protocols": protocols,
+        }
 
     @staticmethod
     def _out(ok=True, stdout="", stderr=""):
         return {"retcode": 0 if ok else 1, "stdout": stdout, "stderr": stderr, "pid": 1}
+
+    def _postconf(self, names):
+        known = self.parameters()
+        lines = [f"{name} = {known[name]}" for name in names if name in known]
+        unknown = [f"postconf: warning: {name}: unknown parameter" for name in names if name not in known]
+        return self._out(stdout="\n".join(lines), stderr="\n".join(unknown))
 
     def run_all(self, cmd, python_shell=False, **kwargs):
         assert not python_shell and not isinstance(cmd, str), f"{cmd!r} would run through a shell"
@@ -46,15 +108,8 @@ class FakePostfix:
         if not self.installed and cmd[0] in ("postfix", "postconf", "postmap"):
             # What salt's cmd.run_all does for a missing executable.
             raise CommandExecutionError(f"Unable to run command '{cmd}', reason: [Errno 2] No such file")
-        if cmd[:2] == ["postconf", "-h"]:
-            if cmd[2:] == ["data_directory"]:
-                return self._out(stdout=str(self.data_dir))
-            if cmd[2:] == ["inet_interfaces", "inet_protocols"]:
-                return self._out(stdout=self.listen)
-        if cmd == ["postfix", "status"]:
-            return self._out(
-                self.running, stderr="" if self.running else "the Postfix mail system is not running"
-            )
+        if cmd[0] == "postconf" and not any(arg.startswith("-") for arg in cmd[1:]):
+            return self._postconf(cmd[1:])
         if cmd == ["postfix", "check"]:
             return self._out(self.check_ok, stderr="" if self.check_ok else "postfix: fatal: bad main.cf")
         if cmd in (["postfix", "start"], ["postfix", "stop"], ["postfix", "reload"]):
@@ -73,9 +128,7 @@ class FakePostfix:
         return tuple(cmd) in self.commands
 
     def postfix_actions(self):
-        return [
-            c[1] for c in self.commands if isinstance(c, tuple) and c[0] == "postfix" and c[1] != "status"
-        ]
+        return [c[1] for c in self.commands if isinstance(c, tuple) and c[0] == "postfix"]
 
 
 def load_module():
@@ -86,13 +139,11 @@ def load_module():
 
 @pytest.fixture
 def postfix(tmp_path):
-    data_dir = tmp_path / "var-lib-postfix"
-    data_dir.mkdir()
-    return FakePostfix(data_dir)
+    return FakePostfix(tmp_path / "postfix")
 
 
 @pytest.fixture
-def states(postfix, monkeypatch):
+def states(postfix, tmp_path, monkeypatch):
     module = load_module()
     module.__salt__ = {
         "cmd.run_all": postfix.run_all,
@@ -103,7 +154,10 @@ def states(postfix, monkeypatch):
     module.__grains__ = {}
     module.__pillar__ = {}
     monkeypatch.setattr(module, "_systemd_booted", lambda: False)
-    monkeypatch.setattr(module, "_master_pid", lambda: None)
+    monkeypatch.setattr(module, "PROC", str(postfix.proc))
+    # Postfix's default directories, where postconf cannot say: empty ones here.
+    defaults = {name: str(tmp_path / "defaults" / name) for name in module.DIRECTORIES}
+    monkeypatch.setattr(module, "DIRECTORIES", defaults)
     return module
 
 
@@ -111,8 +165,16 @@ def record_marker(postfix, listen=LOOPBACK):
     (postfix.data_dir / "mailstack-listen").write_text(listen, encoding="utf-8")
 
 
+def recorded(postfix):
+    return json.loads((postfix.data_dir / "mailstack-listen").read_text(encoding="utf-8"))
+
+
 def marker(postfix):
-    return json.loads((postfix.data_dir / "mailstack-listen").read_text(encoding="utf-8"))["listen"]
+    return recorded(postfix)["listen"]
+
+
+def set_mtime(path, seconds):
+    os.utime(path, (seconds, seconds))
 
 
 # -------------------------------------------------------------- mod_watch ---
@@ -239,21 +301,20 @@ def test_mod_watch_uses_systemd_restart_when_listening_settings_changed(states, 
     assert marker(postfix) == LOOPBACK
 
 
-def test_mod_watch_records_the_master_pid_with_the_listening_settings(states, postfix, monkeypatch):
-    monkeypatch.setattr(states, "_master_pid", lambda: 4242)
+def test_mod_watch_records_the_pid_of_the_master_it_restarted_with_the_listening_settings(states, postfix):
+    old_master = postfix.master_pid
 
     states.mod_watch("postfix", sfun="postfix_running")  # no marker yet: restart
 
-    recorded = json.loads((postfix.data_dir / "mailstack-listen").read_text(encoding="utf-8"))
-    assert recorded == {"listen": LOOPBACK, "master_pid": 4242}
+    assert postfix.master_pid != old_master
+    assert recorded(postfix) == {"listen": LOOPBACK, "master_pid": postfix.master_pid}
 
 
 def started_outside_the_formula(states, postfix, monkeypatch, main_cf_age):
-    """The marker names master 100; master 200 runs, started at t=1000."""
+    """The marker names master 100; another master runs, started at t=1000."""
     (postfix.data_dir / "mailstack-listen").write_text(json.dumps({"listen": LOOPBACK, "master_pid": 100}))
-    monkeypatch.setattr(states, "_master_pid", lambda: 200)
-    monkeypatch.setattr(states, "_master_started", lambda pid: 1000.0)
-    monkeypatch.setattr(states, "_main_cf_mtime", lambda: 1000.0 + main_cf_age)
+    monkeypatch.setattr(states, "_master_started", lambda pid: 1000.0 if pid == postfix.master_pid else None)
+    set_mtime(postfix.config_dir / "main.cf", 1000 + main_cf_age)
 
 
 def test_mod_watch_restarts_a_master_started_outside_the_formula_before_main_cf_changed(
@@ -293,7 +354,7 @@ def systemd_stop(states, monkeypatch, master_pids, stopping=()):
     units = list(stopping)
     calls = []
     monkeypatch.setattr(states, "_systemd_booted", lambda: True)
-    monkeypatch.setattr(states, "_master_pid", lambda: pids.pop(0) if pids else None)
+    monkeypatch.setattr(states, "_master_pid", lambda queue_dir: pids.pop(0) if pids else None)
     monkeypatch.setattr(states, "_still_stopping", lambda name: [units.pop(0)] if units else [])
     monkeypatch.setattr(states.time, "sleep", lambda seconds: None)
     states.__salt__.update(
@@ -303,7 +364,8 @@ def systemd_stop(states, monkeypatch, master_pids, stopping=()):
 
 
 def test_postfix_dead_under_systemd_waits_until_the_instances_are_down(states, postfix, monkeypatch):
-    calls = systemd_stop(states, monkeypatch, master_pids=[4242, 4242], stopping=["postfix@-.service"])
+    # Running when asked, then still there once after systemd returned.
+    calls = systemd_stop(states, monkeypatch, master_pids=[4242, 4242, 4242], stopping=["postfix@-.service"])
 
     ret = states.postfix_dead("postfix")
 
@@ -335,6 +397,78 @@ def test_postfix_running_does_nothing_when_running_with_recorded_settings(states
     ret = states.postfix_running("postfix")
 
     assert ret == {"name": "postfix", "result": True, "comment": "Postfix is running", "changes": {}}
+    assert postfix.postfix_actions() == []
+
+
+def test_an_idempotent_postfix_running_asks_postconf_once_and_runs_nothing_else(states, postfix):
+    record_marker(postfix)
+
+    assert states.postfix_running("postfix")["changes"] == {}
+    assert postfix.commands == [SETTINGS_QUERY]
+
+
+def test_a_dead_master_whose_pid_file_stayed_behind_is_not_running_and_is_started(states, postfix):
+    record_marker(postfix)
+    dead = postfix.master_pid
+    postfix.running = False
+    assert (postfix.queue_dir / "pid" / "master.pid").read_text().strip() == str(dead)
+
+    ret = states.postfix_running("postfix", prestart=PRESTART)
+
+    assert ret["changes"] == {"postfix": "started"}
+    assert postfix.postfix_actions() == ["check", "start"]
+    assert recorded(postfix) == {"listen": LOOPBACK, "master_pid": postfix.master_pid}
+
+
+def test_a_pid_from_the_pid_file_reused_by_another_process_is_not_a_running_master(states, postfix):
+    # e.g. after a reboot: the stale pid file names what is now someone's shell.
+    record_marker(postfix)
+    reused = postfix.master_pid
+    postfix.running = False
+    postfix.run_process(reused, "bash")
+
+    ret = states.postfix_running("postfix")
+
+    assert ret["changes"] == {"postfix": "started"}
+    assert postfix.postfix_actions() == ["check", "start"]
+
+
+@pytest.mark.parametrize("contents", [None, "", "not a pid\n"], ids=["no-pid-file", "empty", "garbage"])
+def test_without_a_readable_pid_in_the_pid_file_postfix_is_not_running(states, postfix, contents):
+    pid_file = postfix.queue_dir / "pid" / "master.pid"
+    pid_file.unlink()
+    if contents is not None:
+        pid_file.write_text(contents, encoding="utf-8")
+
+    assert states.postfix_running("postfix")["changes"] == {"postfix": "started"}
+
+
+def test_the_master_is_found_through_the_queue_directory_postconf_names(states, postfix):
+    record_marker(postfix)
+    moved = postfix.queue_dir.parent / "elsewhere"
+    postfix.queue_dir.rename(moved)
+    postfix.queue_dir = moved
+
+    assert states.postfix_running("postfix")["comment"] == "Postfix is running"
+
+
+def test_a_watch_after_main_cf_changed_in_the_same_run_sees_the_new_listening_settings(states, postfix):
+    record_marker(postfix)
+    assert states.postfix_running("postfix")["changes"] == {}
+    postfix.listen = "all\nall"  # main.cf rewritten by a later file state
+
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["changes"] == {"postfix": "restarted"}
+    assert marker(postfix) == "all\nall"
+
+
+def test_postfix_dead_leaves_alone_a_master_that_left_only_its_pid_file(states, postfix):
+    postfix.running = False
+
+    ret = states.postfix_dead("postfix")
+
+    assert (ret["result"], ret["changes"]) == (True, {})
     assert postfix.postfix_actions() == []
 
 
@@ -377,10 +511,6 @@ def sasl_passwd(tmp_path):
     source.write_text("[smtp.example.net]:587 bob:secret\n")
     source.chmod(0o600)
     return source
-
-
-def set_mtime(path, seconds):
-    os.utime(path, (seconds, seconds))
 
 
 def test_postmapped_is_up_to_date_when_the_table_is_newer(states, postfix, sasl_passwd):

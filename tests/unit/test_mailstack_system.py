@@ -42,3 +42,27 @@ def test_postconf_returns_the_values_or_none_when_postfix_cannot_answer():
     )
     assert answering.calls[0][0] == ["postconf", "-h", "queue_directory", "data_directory"]
     assert UTILS["mailstack_system.postconf"](failing, "queue_directory") is None
+
+
+def test_postconf_values_are_read_by_name_in_one_command():
+    answering = RecordingSalt(
+        stdout="queue_directory = /var/spool/postfix\ninet_interfaces = loopback-only\nrelayhost ="
+    )
+
+    values = UTILS["mailstack_system.postconf_values"](
+        answering, "queue_directory", "nonexistent_parameter", "inet_interfaces", "relayhost"
+    )
+
+    assert [cmd for cmd, _ in answering.calls] == [
+        ["postconf", "queue_directory", "nonexistent_parameter", "inet_interfaces", "relayhost"]
+    ]
+    # An unknown parameter is left out (postconf only warns), an empty last value kept.
+    assert values == {
+        "queue_directory": "/var/spool/postfix",
+        "inet_interfaces": "loopback-only",
+        "relayhost": "",
+    }
+
+
+def test_postconf_values_are_none_when_postfix_cannot_answer():
+    assert UTILS["mailstack_system.postconf_values"](RecordingSalt(retcode=1), "queue_directory") is None
