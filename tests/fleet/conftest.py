@@ -149,7 +149,7 @@ def _wait_for_prebuild(names):
             pytest.fail(f"building the machine images failed ({process.returncode}):\n{log[-6000:]}")
         time.sleep(2)
     took = time.monotonic() - _prebuild["started"]
-    record(f"images {', '.join(names)}", f"built in the background, ready {took:.0f} s after collection")
+    record(f"images {', '.join(names)}", f"built in the background; in use {took:.0f} s after collection")
 
 
 def pytest_sessionfinish(session):
