@@ -107,7 +107,7 @@ FIGURES: dict[str, str] = {}
 # of the suite runs (debootstrap waits on the network, emulated builds on one
 # core each); the fixtures wait for it.
 PREBUILD_LOG = machines.CACHE_DIR / "prebuild.log"
-_prebuild: dict[str, subprocess.Popen] = {}
+_prebuild: dict = {}  # "process": the build's Popen, "started": its monotonic start
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected

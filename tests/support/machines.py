@@ -192,7 +192,11 @@ def is_cached(name: str) -> bool:
 
 def wheelhouse(name: str) -> pathlib.Path:
     """The wheels beside the ARM image ``name`` (built with it)."""
-    return CACHE_DIR / f"{image_key(name)}.wheels"
+    return _wheels_beside(CACHE_DIR / image_key(name))
+
+
+def _wheels_beside(image_dir: pathlib.Path) -> pathlib.Path:
+    return image_dir.with_name(f"{image_dir.name}.wheels")
 
 
 def image(name: str, log=print) -> pathlib.Path:
@@ -210,7 +214,7 @@ def image(name: str, log=print) -> pathlib.Path:
     try:
         _build(name, work / "root")
         if not ALL_IMAGES[name].salt:
-            wheels = final.with_name(f"{final.name}.wheels")
+            wheels = _wheels_beside(final)
             shutil.rmtree(wheels, ignore_errors=True)
             os.rename(work / "root" / WHEELHOUSE_DIR.lstrip("/"), wheels)
         try:
