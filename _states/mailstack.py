@@ -182,7 +182,9 @@ def _is_running(settings):
 
 
 def _unit_active(service):
-    return _systemd_booted() and bool(__salt__["service.status"](service))
+    """Whether systemd holds ``service`` active: ``systemctl is-active``, asked
+    directly (Salt's ``service.status`` would first load the service modules)."""
+    return _systemd_booted() and _run(["systemctl", "is-active", "--quiet", "--", service])[0]
 
 
 def _start_action(service):
@@ -308,6 +310,12 @@ def mod_watch(name, sfun=None, prestart=(), **kwargs):
     return _act_and_report(name, action, prestart, changes, settings)
 
 
+def _enabled_at_boot(name):
+    """``systemctl is-enabled``, asked directly: Salt's ``service.enabled``
+    would first load the service modules, which an idempotent run never needs."""
+    return _run(["systemctl", "is-enabled", "--", name])[0] or __salt__["service.enabled"](name)
+
+
 def postfix_enabled(name="postfix"):
     """
     Ensure the Postfix unit is enabled at boot where systemd is PID 1.
@@ -321,7 +329,7 @@ def postfix_enabled(name="postfix"):
     """
     if not _systemd_booted():
         return _ret(name, True, "No systemd on this host: nothing to enable at boot")
-    if __salt__["service.enabled"](name):
+    if _enabled_at_boot(name):
         return _ret(name, True, f"{name} is enabled at boot")
     changes = {"enabled": name}
     if __opts__["test"]:
@@ -370,8 +378,18 @@ def postmapped(name, map_type="hash"):
 # -------------------------------------------------------------- packages ---
 
 
-def _installed_packages():
-    return __salt__["pkg.list_pkgs"]()
+def _installed_packages(pkgs):
+    """Which of ``pkgs`` are installed. On Debian one ``dpkg-query`` for just
+    these names (exit status 1: some are unknown to dpkg, so not installed);
+    elsewhere, or when dpkg-query fails, Salt's ``pkg.list_pkgs``, which lists
+    every package of the system."""
+    if __grains__.get("os_family") == "Debian":
+        query = ["dpkg-query", "--show", "--showformat=${Package} ${Status}\\n", "--", *pkgs]
+        out = __utils__["mailstack_system.run"](__salt__, query)
+        if out["retcode"] in (0, 1):
+            rows = [line.split() for line in out["stdout"].splitlines()]
+            return {row[0] for row in rows if row and row[0] in pkgs and row[-1] == "installed"}
+    return set(__salt__["pkg.list_pkgs"]()) & set(pkgs)
 
 
 def packages_installed(name, pkgs):
@@ -383,16 +401,14 @@ def packages_installed(name, pkgs):
     for a function that no package module has, which loads every execution
     module); an idempotent apply needs no package state at all.
     """
-    installed = _installed_packages()
-    if all(pkg in installed for pkg in pkgs):
+    if _installed_packages(pkgs) == set(pkgs):
         return _ret(name, True, "All specified packages are already installed")
     return __states__["pkg.installed"](name=name, pkgs=list(pkgs), refresh=True)
 
 
 def packages_removed(name, pkgs):
     """Salt's ``pkg.removed`` for ``pkgs``, unless none of them is installed (see ``packages_installed``)."""
-    installed = _installed_packages()
-    if not any(pkg in installed for pkg in pkgs):
+    if not _installed_packages(pkgs):
         return _ret(name, True, "All specified packages are already absent")
     return __states__["pkg.removed"](name=name, pkgs=list(pkgs))
 
@@ -485,6 +501,51 @@ def owned_log_file(name, mode="0600", state_dir="/var/lib/mailstack"):
         return _ret(name, None, f"{name} would get owner root and mode {mode:04o}", {"mode": f"{mode:04o}"})
     changes = _owned("set_owner_and_mode")(name, 0, 0, mode)
     return _ret(name, True, f"{name} is in place", changes)
+
+
+def formula_file(name, file):
+    """
+    One file of the formula's plan (``mailstack.plan``, ``layout``): written
+    with Salt's own ``file.managed``, or removed where the plan has it absent
+    and the formula wrote it (``formula_files_absent``).
+
+    name
+        The file's path.
+    file
+        The plan's entry for it: ``present``; then ``user``, ``group``, ``mode``
+        and either ``contents`` or a ``template`` with its ``sources`` (the
+        pillar's ``mail:tofs`` sources first, the formula's own last) and
+        ``context``; a ``secret`` file's changes are not shown. Absent: the
+        ``tables`` built from it and the ``state_dir`` of the formula's records.
+
+    .. code-block:: yaml
+
+        mail-smtp-config-main-cf:
+          mailstack.formula_file:
+            - name: /etc/postfix/main.cf
+            - file: {"present": true, "template": "main.cf.jinja", ...}
+    """
+    if not file["present"]:
+        return formula_files_absent(name, [name], file["tables"], file["state_dir"])
+    if file["template"]:
+        sources = file["sources"]
+        # One source needs no look-up of which exists (a file list from the master).
+        written = {
+            "source": sources[0] if len(sources) == 1 else list(sources),
+            "template": "jinja",
+            "context": file["context"],
+        }
+    else:
+        written = {"contents": file["contents"]}
+    return __states__["file.managed"](
+        name=name,
+        makedirs=True,
+        user=file["user"],
+        group=file["group"],
+        mode=file["mode"],
+        show_changes=not file["secret"],
+        **written,
+    )
 
 
 def formula_files_absent(name, paths=(), tables=(), state_dir="/var/lib/mailstack"):

@@ -1,7 +1,9 @@
 {#- Undo everything the formula installs: each concern's clean state, then the
     formula's own directories, only when nothing else is in them. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import plan, blocked with context %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set plan, blocked = mapdata.plan, mapdata.blocked %}
 
 include:
 {%- if blocked %}

@@ -1,6 +1,8 @@
 {#- Undo the failure alerts: the script, its unit and every OnFailure= drop-in. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set mail, plan, blocked = mapdata.mail, mapdata.plan, mapdata.blocked %}
 {%- set clean = plan.clean.alerts if not blocked else {} %}
 {%- if blocked %}
 

@@ -1,8 +1,9 @@
 {#- Mail mail:admin when a unit of mail:alerts:units fails: an OnFailure=
     drop-in per unit starts mail-alert@<unit>.service. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import plan, blocked with context %}
-{%- from tplroot ~ "/macros.jinja" import file_state %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set plan, blocked = mapdata.plan, mapdata.blocked %}
 {%- if blocked %}
 
 include:
@@ -14,8 +15,15 @@ mail-alerts-skipped:
     - text: {{ ('mail.alerts: ' ~ plan.alerts.reason) | json }}
 {%- else %}
 {%-   for key, file in plan.layout.alerts | dictsort %}
-{{ file_state('mail-alerts-' ~ key, file,
-              {} if key == 'script' else {'onchanges_in': [{'cmd': 'mail-alerts-systemd-reload'}]}) }}
+
+mail-alerts-{{ key }}:
+  mailstack.formula_file:
+    - name: {{ file.path | json }}
+    - file: {{ file | json }}
+{%-     if key != 'script' %}
+    - onchanges_in:
+      - cmd: mail-alerts-systemd-reload
+{%-     endif %}
 {%-   endfor %}
 
 mail-alerts-systemd-reload:

@@ -1,7 +1,9 @@
 {#- Undo msmtp: its packages purged, its files and the senders' group removed,
     a sendmail symlink the formula made gone. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set mail, plan, blocked = mapdata.mail, mapdata.plan, mapdata.blocked %}
 {%- set clean = plan.clean.msmtp if not blocked else {} %}
 {%- if blocked %}
 

@@ -1,8 +1,9 @@
 {#- When msmtp itself authenticates, its configuration holds the password: only
     root and the users in mail:senders (through a formula-owned group) read it. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
-{%- from tplroot ~ "/macros.jinja" import file_state %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set mail, plan, blocked = mapdata.mail, mapdata.plan, mapdata.blocked %}
 {%- set files = plan.layout.msmtp if not blocked else {} %}
 {%- set group = plan.senders_group %}
 
@@ -29,16 +30,25 @@ mail-msmtp-config-msmtprc-private:
     - group: {{ files.msmtprc.group | json }}
     - mode: '{{ files.msmtprc.mode }}'
     - require_in:
-      - file: mail-msmtp-config-msmtprc
+      - mailstack: mail-msmtp-config-msmtprc
 {%-   else %}
   mailstack.owned_group_absent:
     - name: {{ group.name | json }}
     - state_dir: {{ mail.lookup.state_dir | json }}
     - require:
-      - file: mail-msmtp-config-msmtprc
+      - mailstack: mail-msmtp-config-msmtprc
 {%-   endif %}
-{{ file_state('mail-msmtp-config-msmtprc', files.msmtprc, {'require': [{'mailstack': 'mail-msmtp-package-installed'}]}) }}
-{{ file_state('mail-msmtp-config-aliases', files.aliases) }}
+{%-   for key, file in files | dictsort %}
+
+mail-msmtp-config-{{ key }}:
+  mailstack.formula_file:
+    - name: {{ file.path | json }}
+    - file: {{ file | json }}
+{%-     if key == 'msmtprc' %}
+    - require:
+      - mailstack: mail-msmtp-package-installed
+{%-     endif %}
+{%-   endfor %}
 {%-   set log = plan.files.msmtp_log %}
 {%-   if log.logfile %}
 

@@ -1,5 +1,7 @@
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import plan, blocked with context %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set plan, blocked = mapdata.plan, mapdata.blocked %}
 {%- if blocked %}
 
 include:

@@ -1,7 +1,9 @@
 {#- msmtp as sendmail: only once Postfix, which provides its own, is gone;
     where the plan has Postfix, sendmail is Postfix's and nothing is done here. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import plan, blocked with context %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set plan, blocked = mapdata.plan, mapdata.blocked %}
 {%- set provider = plan.sendmail_provider %}
 
 include:

@@ -1,7 +1,9 @@
 {#- Undo the local relay: Postfix stopped and purged, the formula's files in
     its configuration directory removed. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set mail, plan, blocked = mapdata.mail, mapdata.plan, mapdata.blocked %}
 {%- set clean = plan.clean.smtp if not blocked else {} %}
 {%- if blocked %}
 

@@ -2,18 +2,23 @@
     main.cf; the password map needs the package's postmap. Without the local
     relay only its password must go. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
-{%- from tplroot ~ "/macros.jinja" import file_state %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set mail, plan, blocked = mapdata.mail, mapdata.plan, mapdata.blocked %}
 
 include:
   - {{ blocked or '.package' }}
 {%- if not blocked %}
-{%-   for key, file in plan.layout.smtp_secrets_absent | dictsort %}
-{{ file_state('mail-smtp-config-' ~ key, file) }}
-{%-   endfor %}
-{%-   for key, file in plan.layout.smtp | dictsort %}
-{{ file_state('mail-smtp-config-' ~ key, file,
-              {'require': [{'mailstack': 'mail-smtp-package-installed'}]} if key == 'sasl-passwd' else {}) }}
+{%-   for key, file in dict(plan.layout.smtp_secrets_absent, **plan.layout.smtp) | dictsort %}
+
+mail-smtp-config-{{ key }}:
+  mailstack.formula_file:
+    - name: {{ file.path | json }}
+    - file: {{ file | json }}
+{%-     if key == 'sasl-passwd' %}
+    - require:
+      - mailstack: mail-smtp-package-installed
+{%-     endif %}
 {%-     if key == 'sasl-passwd' and file.present %}
 
 mail-smtp-config-sasl-passwd-table:
@@ -21,7 +26,7 @@ mail-smtp-config-sasl-passwd-table:
     - name: {{ file.path | json }}
     - map_type: {{ mail.lookup.postfix.map_type }}
     - require:
-      - file: mail-smtp-config-sasl-passwd
+      - mailstack: mail-smtp-config-sasl-passwd
 {%-     endif %}
 {%-   endfor %}
 {%- endif %}

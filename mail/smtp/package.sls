@@ -1,7 +1,9 @@
 {#- Postfix installed where the plan has the local relay (after main.cf, in
     place of msmtp's sendmail), else removed once it is stopped. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import plan, blocked with context %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set plan, blocked = mapdata.plan, mapdata.blocked %}
 
 include:
   - {{ blocked or ('.config' if plan.postfix else '.service') }}
@@ -29,7 +31,7 @@ mail-smtp-package-installed:
   mailstack.packages_installed:
     - pkgs: {{ plan.packages.by_state.postfix | json }}
     - require:
-      - file: mail-smtp-config-main-cf
+      - mailstack: mail-smtp-config-main-cf
 {%- else %}
 
 mail-smtp-package-removed:

@@ -2,7 +2,9 @@
     at boot; without the local relay, stopped before it is removed, since no
     init system may stop it for us. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import mail, plan, blocked with context %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
+                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
+{%- set mail, plan, blocked = mapdata.mail, mapdata.plan, mapdata.blocked %}
 
 include:
   - {{ blocked or '.package' }}

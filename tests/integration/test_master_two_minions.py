@@ -129,10 +129,10 @@ def test_rendered_msmtprc_is_group_readable_only_where_it_holds_the_mailu_passwo
 
     def msmtprc(minion):
         args = {}
-        for item in result.data[minion]["mail-msmtp-config-msmtprc"]["file"]:
+        for item in result.data[minion]["mail-msmtp-config-msmtprc"]["mailstack"]:
             if isinstance(item, dict):
                 args.update(item)
-        return args["name"], args["user"], args["group"], args["mode"]
+        return args["name"], args["file"]["user"], args["file"]["group"], args["file"]["mode"]
 
     assert msmtprc(MINION_A) == ("/etc/msmtprc", "root", "mail-senders", "0640")
     assert msmtprc(MINION_B) == ("/etc/msmtprc", "root", "root", "0644")

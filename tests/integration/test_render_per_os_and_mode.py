@@ -213,6 +213,10 @@ def inventory(states):
                 inv["managed"][name] = {k: args.get(k) for k in ("user", "group", "mode")}
         elif key == "file.absent":
             inv["absent"] += _names(args)
+        elif key == "mailstack.formula_file" and args["file"]["present"]:
+            inv["managed"][args["name"]] = {k: args["file"][k] for k in ("user", "group", "mode")}
+        elif key == "mailstack.formula_file":
+            inv["absent"] += [args["name"], *args["file"]["tables"]]
         elif key == "mailstack.formula_files_absent":
             inv["absent"] += args["paths"] + args.get("tables", [])
         elif key == "mailstack.sendmail_link_absent":
@@ -403,7 +407,7 @@ def test_show_sls_manages_exactly_the_packages_files_and_services_of_the_mode(re
         ):
             assert state_id in by_id
         assert "mail-msmtp-sendmail" not in by_id
-        params = by_id["mail-smtp-config-main-cf"][2]["context"]["params"]
+        params = by_id["mail-smtp-config-main-cf"][2]["file"]["context"]["params"]
         wanted, absent = expected_main_cf(profile, mode)
         assert {key: params.get(key) for key in wanted} == wanted
         assert [key for key in absent if key in params] == []

@@ -82,6 +82,6 @@ def test_a_pillar_template_source_is_tried_before_the_formulas_own(minion):
     result = minion.call("state.show_sls", "mail.smtp.config")
 
     assert result.returncode == 0, result
-    main_cf = result.data["mail-smtp-config-main-cf"]["file"]
-    sources = next(arg["source"] for arg in main_cf if isinstance(arg, dict) and "source" in arg)
-    assert sources == ["salt://site/main.cf", "salt://mail/files/main.cf.jinja"]
+    main_cf = result.data["mail-smtp-config-main-cf"]["mailstack"]
+    file = next(arg["file"] for arg in main_cf if isinstance(arg, dict) and "file" in arg)
+    assert file["sources"] == ["salt://site/main.cf", "salt://mail/files/main.cf.jinja"]

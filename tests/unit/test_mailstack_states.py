@@ -600,7 +600,8 @@ def test_postmapped_in_test_mode_with_a_source_not_yet_written_predicts_a_build(
 
 
 class FakeUnit:
-    """systemd's view of one unit: enabled or not, and whether enabling works."""
+    """systemd's view of one unit: enabled or not, and whether enabling works;
+    answers ``systemctl is-enabled`` and Salt's ``service.enabled``/``enable``."""
 
     def __init__(self, enabled=False, enable_works=True):
         self.enabled = enabled
@@ -608,8 +609,18 @@ class FakeUnit:
         self.calls: list = []
 
     def install(self, states):
+        run_all = states.__salt__["cmd.run_all"]
+
+        def systemctl(cmd, **kwargs):
+            if cmd[:2] != ["systemctl", "is-enabled"]:
+                return run_all(cmd, **kwargs)
+            self.calls.append(("is-enabled", cmd[-1]))
+            word = "enabled" if self.enabled else "disabled"
+            return {"retcode": 0 if self.enabled else 1, "stdout": word, "stderr": "", "pid": 1}
+
         states.__salt__.update(
             {
+                "cmd.run_all": systemctl,
                 "service.enabled": lambda name: self.calls.append(("enabled", name)) or self.enabled,
                 "service.enable": self._enable,
             }
@@ -646,6 +657,14 @@ def test_postfix_enabled_changes_nothing_when_already_enabled(states, unit):
     assert ret["result"] is True
     assert ret["changes"] == {}
     assert ("enable", "postfix") not in unit.calls
+
+
+def test_an_enabled_unit_is_told_by_systemctl_alone_without_salts_service_module(states, unit):
+    unit.enabled = True
+
+    states.postfix_enabled("postfix")
+
+    assert unit.calls == [("is-enabled", "postfix")]
 
 
 def test_postfix_enabled_in_test_mode_predicts_the_change_and_enables_nothing(states, unit):
@@ -692,7 +711,14 @@ def systemd_unit(states, monkeypatch, active):
 
     monkeypatch.setattr(states, "_systemd_booted", lambda: True)
     monkeypatch.setattr(states, "_still_stopping", lambda name: [])
-    states.__salt__["service.status"] = lambda name: active
+    run_all = states.__salt__["cmd.run_all"]
+
+    def systemctl_is_active(cmd, **kwargs):
+        if cmd[:2] != ["systemctl", "is-active"]:
+            return run_all(cmd, **kwargs)
+        return {"retcode": 0 if active else 3, "stdout": "", "stderr": "", "pid": 1}
+
+    states.__salt__["cmd.run_all"] = systemctl_is_active
     for action in ("start", "restart", "reload", "stop"):
         states.__salt__[f"service.{action}"] = recorder(action)
     return calls
@@ -750,10 +776,39 @@ class SaltPackageStates:
         return {"name": kwargs["name"], "result": True, "comment": "removed", "changes": {"postfix": {}}}
 
 
-@pytest.fixture
-def pkg_states(states):
+# What dpkg knows: installed, removed with its configuration kept, or never heard of.
+DPKG_STATUS = {
+    "msmtp": "install ok installed",
+    "postfix": "hold ok installed",
+    "msmtp-mta": "deinstall ok config-files",
+}
+
+
+def dpkg_query(cmd):
+    """``dpkg-query --show`` of DPKG_STATUS: exit status 1 when a name is unknown."""
+    names = cmd[cmd.index("--") + 1 :]
+    known = [name for name in names if name in DPKG_STATUS]
+    unknown = [f"dpkg-query: no packages found matching {name}" for name in names if name not in known]
+    stdout = "".join(f"{name} {DPKG_STATUS[name]}\n" for name in known)
+    return {"retcode": 1 if unknown else 0, "stdout": stdout, "stderr": "\n".join(unknown), "pid": 1}
+
+
+@pytest.fixture(params=["Debian", "RedHat"])
+def pkg_states(states, request):
+    """Salt's package states, on Debian (dpkg-query) or elsewhere (Salt's pkg.list_pkgs)."""
     recorded = SaltPackageStates()
-    states.__salt__["pkg.list_pkgs"] = lambda: {"msmtp": "1.8.23", "postfix": "3.7.11"}
+    states.__grains__["os_family"] = request.param
+    run_all = states.__salt__["cmd.run_all"]
+    states.__salt__["cmd.run_all"] = lambda cmd, **kw: (
+        dpkg_query(cmd) if cmd[0] == "dpkg-query" else run_all(cmd, **kw)
+    )
+    states.__salt__["pkg.list_pkgs"] = lambda: (
+        recorded.calls.append("pkg.list_pkgs")
+        or {
+            "msmtp": "1.8.23",
+            "postfix": "3.7.11",
+        }
+    )
     states.__states__ = {"pkg.installed": recorded.installed, "pkg.removed": recorded.removed}
     return recorded
 
@@ -762,14 +817,22 @@ def test_packages_already_installed_need_no_package_state(states, pkg_states):
     ret = states.packages_installed("mail-msmtp-package-installed", ["msmtp", "postfix"])
 
     assert (ret["result"], ret["changes"]) == (True, {})
-    assert pkg_states.calls == []
+    assert [call for call in pkg_states.calls if call != "pkg.list_pkgs"] == []
+
+
+def test_on_debian_dpkg_is_asked_about_the_named_packages_only_never_the_whole_list(states, pkg_states):
+    states.packages_removed("mail-smtp-package-conflicts-removed", ["msmtp-mta", "never-heard-of"])
+    states.packages_installed("mail-msmtp-package-installed", ["msmtp"])
+
+    asked_for_every_package = "pkg.list_pkgs" in pkg_states.calls
+    assert asked_for_every_package is (states.__grains__["os_family"] != "Debian")
 
 
 def test_a_missing_package_is_installed_by_salts_own_state_after_a_database_refresh(states, pkg_states):
     ret = states.packages_installed("mail-smtp-package-installed", ["postfix", "libsasl2-modules"])
 
     assert ret["comment"] == "installed"
-    assert pkg_states.calls == [
+    assert [call for call in pkg_states.calls if call != "pkg.list_pkgs"] == [
         (
             "pkg.installed",
             {"name": "mail-smtp-package-installed", "pkgs": ["postfix", "libsasl2-modules"], "refresh": True},
@@ -785,4 +848,100 @@ def test_packages_already_absent_need_no_package_state_and_present_ones_are_remo
 
     assert (absent["result"], absent["changes"]) == (True, {})
     assert removed["comment"] == "removed"
-    assert pkg_states.calls == [("pkg.removed", {"name": "mail-smtp-package-removed", "pkgs": ["postfix"]})]
+    assert [call for call in pkg_states.calls if call != "pkg.list_pkgs"] == [
+        ("pkg.removed", {"name": "mail-smtp-package-removed", "pkgs": ["postfix"]})
+    ]
+
+
+# ------------------------------------------------------------ formula_file ---
+
+
+TEMPLATE_FILE = {
+    "path": "/etc/postfix/main.cf",
+    "present": True,
+    "template": "main.cf.jinja",
+    "sources": ["salt://mail/files/main.cf.jinja"],
+    "context": {"params": {"relayhost": "[smtp.example.test]:587"}},
+    "user": "root",
+    "group": "root",
+    "mode": "0644",
+    "secret": False,
+}
+
+
+@pytest.fixture
+def file_managed(states):
+    """Salt's file.managed, recording what it was asked."""
+    calls = []
+    states.__states__ = {
+        "file.managed": lambda **kwargs: calls.append(kwargs) or {"name": kwargs["name"], "result": True}
+    }
+    return calls
+
+
+def test_a_template_of_the_plan_is_written_by_salts_file_managed_with_its_owner_and_mode(
+    states, file_managed
+):
+    states.formula_file("/etc/postfix/main.cf", TEMPLATE_FILE)
+
+    assert file_managed == [
+        {
+            "name": "/etc/postfix/main.cf",
+            "source": "salt://mail/files/main.cf.jinja",
+            "template": "jinja",
+            "context": {"params": {"relayhost": "[smtp.example.test]:587"}},
+            "makedirs": True,
+            "user": "root",
+            "group": "root",
+            "mode": "0644",
+            "show_changes": True,
+        }
+    ]
+
+
+def test_a_template_with_a_tofs_override_is_given_every_source_in_order(states, file_managed):
+    sources = ["salt://site/main.cf.jinja", "salt://mail/files/main.cf.jinja"]
+
+    states.formula_file("/etc/postfix/main.cf", dict(TEMPLATE_FILE, sources=sources))
+
+    assert file_managed[0]["source"] == sources
+
+
+def test_a_secret_file_never_shows_its_changes(states, file_managed):
+    states.formula_file("/etc/msmtprc", dict(TEMPLATE_FILE, path="/etc/msmtprc", secret=True, mode="0640"))
+
+    assert (file_managed[0]["show_changes"], file_managed[0]["mode"]) == (False, "0640")
+
+
+def test_a_file_with_contents_is_written_without_a_template(states, file_managed):
+    entry = {
+        "path": "/etc/aliases.msmtp",
+        "present": True,
+        "template": "",
+        "contents": "# Managed by Salt (mail formula)\nroot: ops@example.test\n",
+        "user": "root",
+        "group": "root",
+        "mode": "0644",
+        "secret": False,
+    }
+
+    states.formula_file("/etc/aliases.msmtp", entry)
+
+    (call,) = file_managed
+    assert call["contents"] == entry["contents"]
+    assert "source" not in call and "template" not in call
+
+
+def test_an_absent_file_is_removed_only_if_the_formula_wrote_it(states, file_managed, tmp_path):
+    ours, theirs = tmp_path / "sasl_passwd", tmp_path / "virtual_alias"
+    ours.write_text("# Managed by Salt (mail formula)\n[smtp]:587 user:pw\n")
+    (tmp_path / "sasl_passwd.db").write_bytes(b"table")
+    theirs.write_text("someone's own\n")
+    absent = {"present": False, "state_dir": str(tmp_path / "state")}
+
+    removed = states.formula_file(str(ours), dict(absent, tables=[f"{ours}.db"]))
+    left = states.formula_file(str(theirs), dict(absent, tables=[]))
+
+    assert removed["changes"] == {"removed": [str(ours), f"{ours}.db"]}
+    assert (left["changes"], theirs.exists()) == ({}, True)
+    assert file_managed == []
