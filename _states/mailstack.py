@@ -19,6 +19,10 @@ newer than the table.
 ``mailstack.packages_installed`` and ``mailstack.packages_removed`` are Salt's
 ``pkg.installed`` and ``pkg.removed``, skipped when there is nothing to do.
 
+``mailstack.formula_file`` writes one file of the plan with Salt's
+``file.managed``, or removes it where the plan has it absent, if the formula
+wrote it.
+
 .. code-block:: yaml
 
     mail-smtp-service-running:
