@@ -161,6 +161,19 @@ def states(postfix, tmp_path, monkeypatch):
     return module
 
 
+def answer_commands(states, prefix, answer):
+    """``answer(cmd)`` replies to the commands that start with ``prefix``; the
+    fake Postfix to the rest."""
+    run_all = states.__salt__["cmd.run_all"]
+    states.__salt__["cmd.run_all"] = lambda cmd, **kwargs: (
+        answer(cmd) if cmd[: len(prefix)] == prefix else run_all(cmd, **kwargs)
+    )
+
+
+def command_result(retcode, stdout="", stderr=""):
+    return {"retcode": retcode, "stdout": stdout, "stderr": stderr, "pid": 1}
+
+
 def record_marker(postfix, listen=LOOPBACK):
     (postfix.data_dir / "mailstack-listen").write_text(listen, encoding="utf-8")
 
@@ -609,22 +622,17 @@ class FakeUnit:
         self.calls: list = []
 
     def install(self, states):
-        run_all = states.__salt__["cmd.run_all"]
-
-        def systemctl(cmd, **kwargs):
-            if cmd[:2] != ["systemctl", "is-enabled"]:
-                return run_all(cmd, **kwargs)
-            self.calls.append(("is-enabled", cmd[-1]))
-            word = "enabled" if self.enabled else "disabled"
-            return {"retcode": 0 if self.enabled else 1, "stdout": word, "stderr": "", "pid": 1}
-
+        answer_commands(states, ["systemctl", "is-enabled"], self._is_enabled)
         states.__salt__.update(
             {
-                "cmd.run_all": systemctl,
                 "service.enabled": lambda name: self.calls.append(("enabled", name)) or self.enabled,
                 "service.enable": self._enable,
             }
         )
+
+    def _is_enabled(self, cmd):
+        self.calls.append(("is-enabled", cmd[-1]))
+        return command_result(0, "enabled") if self.enabled else command_result(1, "disabled")
 
     def _enable(self, name):
         self.calls.append(("enable", name))
@@ -711,14 +719,7 @@ def systemd_unit(states, monkeypatch, active):
 
     monkeypatch.setattr(states, "_systemd_booted", lambda: True)
     monkeypatch.setattr(states, "_still_stopping", lambda name: [])
-    run_all = states.__salt__["cmd.run_all"]
-
-    def systemctl_is_active(cmd, **kwargs):
-        if cmd[:2] != ["systemctl", "is-active"]:
-            return run_all(cmd, **kwargs)
-        return {"retcode": 0 if active else 3, "stdout": "", "stderr": "", "pid": 1}
-
-    states.__salt__["cmd.run_all"] = systemctl_is_active
+    answer_commands(states, ["systemctl", "is-active"], lambda cmd: command_result(0 if active else 3))
     for action in ("start", "restart", "reload", "stop"):
         states.__salt__[f"service.{action}"] = recorder(action)
     return calls
@@ -790,7 +791,7 @@ def dpkg_query(cmd):
     known = [name for name in names if name in DPKG_STATUS]
     unknown = [f"dpkg-query: no packages found matching {name}" for name in names if name not in known]
     stdout = "".join(f"{name} {DPKG_STATUS[name]}\n" for name in known)
-    return {"retcode": 1 if unknown else 0, "stdout": stdout, "stderr": "\n".join(unknown), "pid": 1}
+    return command_result(1 if unknown else 0, stdout, "\n".join(unknown))
 
 
 @pytest.fixture(params=["Debian", "RedHat"])
@@ -798,10 +799,7 @@ def pkg_states(states, request):
     """Salt's package states, on Debian (dpkg-query) or elsewhere (Salt's pkg.list_pkgs)."""
     recorded = SaltPackageStates()
     states.__grains__["os_family"] = request.param
-    run_all = states.__salt__["cmd.run_all"]
-    states.__salt__["cmd.run_all"] = lambda cmd, **kw: (
-        dpkg_query(cmd) if cmd[0] == "dpkg-query" else run_all(cmd, **kw)
-    )
+    answer_commands(states, ["dpkg-query"], dpkg_query)
     states.__salt__["pkg.list_pkgs"] = lambda: (
         recorded.calls.append("pkg.list_pkgs")
         or {
