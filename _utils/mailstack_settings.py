@@ -6,6 +6,13 @@ The module loads the parameter files and pillar and passes in what only the
 running system can tell (the parameters the installed Postfix knows, whether
 this host is a container); the one look at the system here is that every user
 in ``mail:senders`` exists (the password database).
+
+What pillar may name is confined here, by allow-lists: addresses of plain
+characters, the formula's own directories and files at the places the formula
+uses, programs root runs only at their packages' own paths, the default Postfix
+instance, and ``mail:postfix:main_cf`` parameters from a reviewed list whose TLS
+values may only harden. Whether the files and directories on disk are the
+formula's (its marker, ownership, links) is checked elsewhere, when writing.
 """
 
 import copy
@@ -131,17 +138,15 @@ POSTFIX_TUNABLE = frozenset(
         "smtp_quit_timeout",
         "smtp_starttls_timeout",
         "smtpd_timeout",
-        # TLS protocol and cipher hardening (the certificate check stays the formula's).
+        # TLS protocol and cipher hardening (the certificate check stays the formula's);
+        # the protocols and cipher grades are checked to harden only (_check_tls_hardening).
         "smtp_tls_protocols",
         "smtp_tls_mandatory_protocols",
         "smtp_tls_ciphers",
         "smtp_tls_mandatory_ciphers",
         "smtp_tls_exclude_ciphers",
         "smtp_tls_mandatory_exclude_ciphers",
-        "tls_high_cipherlist",
-        "tls_medium_cipherlist",
         "tls_preempt_cipherlist",
-        "tls_ssl_options",
         # How this host introduces itself and which addresses it uses.
         "smtp_helo_name",
         "inet_protocols",
@@ -151,11 +156,34 @@ POSTFIX_TUNABLE = frozenset(
 )
 
 
-# Where the files the formula writes or removes may be (see _validate_written_paths).
+# TLS values of mail:postfix:main_cf that may only harden what Postfix does.
+TLS_CIPHER_GRADES = ("medium", "high")
+TLS_CIPHER_PARAMETERS = ("smtp_tls_ciphers", "smtp_tls_mandatory_ciphers")
+TLS_PROTOCOL_PARAMETERS = ("smtp_tls_protocols", "smtp_tls_mandatory_protocols")
+TLS_MINIMUM_PROTOCOLS = (">=TLSv1.2", ">=TLSv1.3")
+TLS_PROTOCOLS_TO_EXCLUDE = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1")
+
+
+# Where the files the formula writes or removes may be (see _validate_written_paths):
+# root-owned system places only, never a directory others may write to.
 SYSTEMD_UNIT_DIRS = ("/etc/systemd/system", "/usr/local/lib/systemd/system")
 CRON_DIRS = ("/etc/cron.d",)
-OWN_DIR_NAME = "mailstack"
+STATE_DIRS = ("/var/lib/mailstack", "/var/local/lib/mailstack")
+LIBEXEC_DIRS = (
+    "/usr/local/lib/mailstack",
+    "/usr/lib/mailstack",
+    "/usr/local/libexec/mailstack",
+    "/usr/libexec/mailstack",
+)
+POSTFIX_CONFIG_DIR = "/etc/postfix"
+MSMTP_CONFIGS = ("/etc/msmtprc", "/usr/local/etc/msmtprc")
+MSMTP_ALIASES_FILES = ("/etc/aliases.msmtp", "/usr/local/etc/aliases.msmtp")
 LOG_DIR = "/var/log/"
+
+# Programs root runs, at the places their packages install them.
+MSMTP_BINARY_DIRS = ("/usr/bin", "/bin", "/usr/local/bin")
+SENDMAIL_DIRS = ("/usr/sbin", "/usr/bin", "/usr/lib", "/sbin", "/usr/local/sbin")
+POSTFIX_DAEMON_DIRS = ("/usr/lib/postfix/", "/usr/libexec/postfix/")
 
 
 _POSTFIX_NAME_RE = re.compile(r"[A-Za-z0-9_]+")
@@ -167,7 +195,12 @@ _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
 _HOST_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 
 
-_ADDRESS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+# The part before the @: no "/" (an address must never read as a path), no "$" "{" "}"
+# (Postfix substitutes them in regexp-table results), no ":" or white space (separators
+# in msmtp's aliases file), no quotes or other shell and glob characters.
+ADDRESS_LOCAL_CHARACTERS = "letters, digits and . _ % + = -"
+_ADDRESS_LOCAL_RE = re.compile(r"[A-Za-z0-9._%+=-]+")
+_ADDRESS_RE = re.compile(_ADDRESS_LOCAL_RE.pattern + "@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
 
 
 _USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?")
@@ -304,6 +337,14 @@ class _Validator:
             self.fail(path, f"must be an e-mail address (a string), got a {type(value).__name__}")
         if value != value.strip() or re.search(r"\s", value) or _CONTROL_RE.search(value):
             self.fail(path, f"{value!r} contains white space or a control character")
+        local = value.rpartition("@")[0]
+        if local and not _ADDRESS_LOCAL_RE.fullmatch(local):
+            self.fail(
+                path,
+                f"{value!r}: the part before @ may contain only {ADDRESS_LOCAL_CHARACTERS}"
+                " (no / $ { } : quotes or other punctuation, which paths and the mail tables would"
+                " read as syntax); use a plain address such as ops@example.org",
+            )
         if value and not _ADDRESS_RE.fullmatch(value):
             self.fail(path, f"{value!r} is not an e-mail address (user@example.org)")
         return value
@@ -462,6 +503,33 @@ def _main_cf_value(check, key, value):
     return value.strip()
 
 
+def _check_tls_hardening(check, key, name, value):
+    """A TLS protocol or cipher grade in main.cf may only be stricter than Postfix's default."""
+    if name in TLS_CIPHER_PARAMETERS and value not in TLS_CIPHER_GRADES:
+        check.fail(
+            key,
+            f"{value!r} would weaken TLS: the cipher grade may only be {' or '.join(TLS_CIPHER_GRADES)}"
+            " (null, export and low are refused)",
+        )
+    if name in TLS_PROTOCOL_PARAMETERS and not _hardens_tls_protocols(value):
+        check.fail(
+            key,
+            f"{value!r} would allow old protocols: give {' or '.join(TLS_MINIMUM_PROTOCOLS)}, or a list"
+            f" that excludes at least {', '.join('!' + p for p in TLS_PROTOCOLS_TO_EXCLUDE)}"
+            " (a <= form is refused)",
+        )
+
+
+def _hardens_tls_protocols(value):
+    """``>=TLSv1.2``, ``>=TLSv1.3``, or ``!NAME`` items excluding every protocol older than TLSv1.2."""
+    if value in TLS_MINIMUM_PROTOCOLS:
+        return True
+    items = [item for item in re.split(r"[\s,:]+", value) if item]
+    if not items or not all(re.fullmatch(r"![A-Za-z0-9.]+", item) for item in items):
+        return False
+    return set(TLS_PROTOCOLS_TO_EXCLUDE) <= {item[1:] for item in items}
+
+
 def _validate_main_cf(check, main_cf, known_postfix_parameters):
     if main_cf is None:
         return {}
@@ -487,6 +555,7 @@ def _validate_main_cf(check, main_cf, known_postfix_parameters):
                 " run is refused",
             )
         result[name] = _main_cf_value(check, key, value)
+        _check_tls_hardening(check, key, name, result[name])
     if result:
         known, source = known_postfix_parameters()
         for name in result:
@@ -534,6 +603,7 @@ def validate(raw, known_postfix_parameters, in_container):
         "alerts": _validate_alerts(check),
         "health": _validate_health(check),
         "tofs": {"source_files": _validate_tofs(check, raw["tofs"]["source_files"])},
+        "take_over": _validate_take_over(check),
         "lookup": _validate_lookup(raw.get("lookup", {})),
     }
     if settings["mode"] == "mailu" and not mailu["host"]:
@@ -543,6 +613,14 @@ def validate(raw, known_postfix_parameters, in_container):
         if mailu["queue"]:
             _require_tls_name_for_postfix(check, "mailu", mailu)
     return settings
+
+
+def _validate_take_over(check):
+    """What existing on the host before the formula it may take as its own."""
+    return {
+        "postfix": check.boolean("take_over:postfix"),
+        "senders_group": check.boolean("take_over:senders_group"),
+    }
 
 
 def _validate_alerts(check):
@@ -616,10 +694,10 @@ def _validate_lookup(lookup):
         if not isinstance(lookup.get(section), dict):
             raise CommandExecutionError(f"Invalid pillar mail:lookup:{section}: must be a mapping")
     check = _Validator({"lookup": lookup})
-    for path in ("lookup:ca_bundle", "lookup:msmtp:binary"):
-        if not check.path(path):
-            check.fail(path, "must not be empty")
+    if not check.path("lookup:ca_bundle"):
+        check.fail("lookup:ca_bundle", "must not be empty")
     _validate_written_paths(check)
+    _validate_program_path(check, "lookup:msmtp:binary", "msmtp", MSMTP_BINARY_DIRS)
     check.path_under("lookup:postfix:maillog_file", LOG_DIR)
     if lookup["msmtp"]["mta_pkg"] and not _is_package_name(check.token("lookup:msmtp:mta_pkg")):
         check.fail("lookup:msmtp:mta_pkg", "must be a package name or empty")
@@ -643,60 +721,40 @@ MAP_TYPES = ("hash", "btree", "lmdb", "cdb")
 
 
 def _validate_written_paths(check):
-    """Paths the formula writes, chowns or removes: each confined to what is the formula's."""
-    for path in ("lookup:libexec_dir", "lookup:state_dir"):
-        value = check.path(path)
-        if value.rsplit("/", 1)[-1] != OWN_DIR_NAME or value.count("/") < 2:
-            check.fail(
-                path,
-                f"{value!r} must be a directory of the formula's own, named {OWN_DIR_NAME}"
-                f" (/var/lib/{OWN_DIR_NAME}): mail.clean removes what the formula put there",
-            )
-    for path, allowed in (("lookup:systemd_unit_dir", SYSTEMD_UNIT_DIRS), ("lookup:cron_dir", CRON_DIRS)):
-        if check.path(path) not in allowed:
-            check.fail(path, f"must be one of {', '.join(allowed)}")
-    config_dir = check.path("lookup:postfix:config_dir")
-    if not re.fullmatch(r"/etc/postfix(-[a-z0-9][a-z0-9_-]*)?", config_dir):
-        check.fail(
-            "lookup:postfix:config_dir", "must be /etc/postfix or a Postfix instance's /etc/postfix-<name>"
-        )
-    config = check.path("lookup:msmtp:config")
-    if config not in ("/etc/msmtprc", "/usr/local/etc/msmtprc"):
-        check.fail(
-            "lookup:msmtp:config",
-            "must be msmtp's system configuration, /etc/msmtprc (or /usr/local/etc/msmtprc)",
-        )
-    aliases = check.path("lookup:msmtp:aliases")
-    if (
-        not re.fullmatch(r"/(usr/local/)?etc/[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*", aliases)
-        or aliases in SYSTEM_FILES
+    """Paths the formula writes, chowns or removes: each one of the places that are the formula's."""
+    for path, allowed, problem in (
+        ("lookup:state_dir", STATE_DIRS, "a directory of the formula's own that only root may write to"),
+        ("lookup:libexec_dir", LIBEXEC_DIRS, "a directory of the formula's own that only root may write to"),
+        ("lookup:systemd_unit_dir", SYSTEMD_UNIT_DIRS, "systemd's directory of local units"),
+        ("lookup:cron_dir", CRON_DIRS, "cron's directory of system jobs"),
+        ("lookup:msmtp:config", MSMTP_CONFIGS, "msmtp's system configuration"),
+        ("lookup:msmtp:aliases", MSMTP_ALIASES_FILES, "the formula's own aliases file for msmtp"),
     ):
+        _require_one_of(check, path, allowed, problem)
+    if check.path("lookup:postfix:config_dir") != POSTFIX_CONFIG_DIR:
         check.fail(
-            "lookup:msmtp:aliases",
-            f"{aliases!r} must be a file of its own directly in /etc (/etc/aliases.msmtp), not a system"
-            " file such as /etc/aliases",
+            "lookup:postfix:config_dir",
+            f"must be {POSTFIX_CONFIG_DIR}: Postfix instances other than the default are not supported"
+            " (the formula runs postfix and postconf without -c, so settings elsewhere would never be read)",
         )
-    sendmail = check.path("lookup:msmtp:sendmail")
-    if sendmail.rsplit("/", 1)[-1] != "sendmail":
-        check.fail("lookup:msmtp:sendmail", f"{sendmail!r} must be a path ending in /sendmail")
+    _validate_program_path(check, "lookup:msmtp:sendmail", "sendmail", SENDMAIL_DIRS)
 
 
-# Files of other packages and of the system that the formula never writes.
-SYSTEM_FILES = frozenset(
-    (
-        "/etc/aliases",
-        "/etc/passwd",
-        "/etc/group",
-        "/etc/shadow",
-        "/etc/gshadow",
-        "/etc/mailname",
-        "/etc/hosts",
-    )
-)
+def _require_one_of(check, path, allowed, what):
+    value = check.path(path)
+    if value not in allowed:
+        check.fail(path, f"{value!r} is not allowed: it must be {what}, one of {', '.join(allowed)}")
+    return value
+
+
+def _validate_program_path(check, path, program, directories):
+    """A program root runs: ``<dir>/<program>`` in one of the directories its packages use."""
+    allowed = tuple(f"{directory}/{program}" for directory in directories)
+    return _require_one_of(check, path, allowed, f"the {program} program")
 
 
 def _validate_prestart(check):
-    """An argument list, run without a shell: the program is an absolute path."""
+    """An argument list, run without a shell: the program is one of Postfix's own."""
     value = check.get("lookup:postfix:prestart")
     if value in ("", None, []):
         return []
@@ -710,6 +768,12 @@ def _validate_prestart(check):
             check.fail(f"lookup:postfix:prestart:{index}", "contains a newline or another control character")
     if not _PLAIN_PATH_RE.fullmatch(value[0]):
         check.fail("lookup:postfix:prestart", f"{value[0]!r}: the program must be a plain absolute path")
+    if not value[0].startswith(POSTFIX_DAEMON_DIRS):
+        check.fail(
+            "lookup:postfix:prestart",
+            f"{value[0]!r}: the program must be one of Postfix's own, under"
+            f" {' or '.join(POSTFIX_DAEMON_DIRS)} (such as /usr/lib/postfix/configure-instance.sh)",
+        )
     return list(value)
 
 

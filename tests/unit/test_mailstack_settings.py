@@ -670,8 +670,9 @@ def test_prestart_is_an_argument_list_and_a_shell_string_is_refused(configure):
         configure({"lookup": {"postfix": {"prestart": "/usr/lib/postfix/x.sh; id"}}}).settings()
     assert "run without a shell" in str(raised.value)
 
-    conf = configure({"lookup": {"postfix": {"prestart": ["/usr/sbin/x", "a b;c"]}}}).settings()
-    assert conf["lookup"]["postfix"]["prestart"] == ["/usr/sbin/x", "a b;c"]
+    program = "/usr/lib/postfix/configure-instance.sh"
+    conf = configure({"lookup": {"postfix": {"prestart": [program, "a b;c"]}}}).settings()
+    assert conf["lookup"]["postfix"]["prestart"] == [program, "a b;c"]
 
 
 def test_tofs_source_given_as_one_string_is_a_list_of_one(configure):
@@ -680,3 +681,312 @@ def test_tofs_source_given_as_one_string_is_a_list_of_one(configure):
     ).settings()
 
     assert settings["tofs"] == {"source_files": {"msmtprc.jinja": ["salt://site/msmtprc.jinja"]}}
+
+
+def refused(configure, pillar, key):
+    """The one message of the error ``pillar`` raises; it must name ``key``."""
+    with pytest.raises(CommandExecutionError) as raised:
+        configure(pillar).settings()
+    message = str(raised.value)
+    assert names_key(message, key), message
+    return message
+
+
+# ---------------------------------------------------------------- addresses ---
+
+
+ADDRESS_KEYS = [
+    pytest.param(lambda address: {"from": address}, "mail:from", id="from"),
+    pytest.param(lambda address: {"admin": address}, "mail:admin", id="admin"),
+    pytest.param(
+        lambda address: {"aliases": {"www-data": ["web@example.org", address]}},
+        "mail:aliases:www-data",
+        id="alias-target",
+    ),
+    pytest.param(lambda address: {"relay": relay(sender=address)}, "mail:relay:sender", id="relay-sender"),
+]
+
+
+@pytest.mark.parametrize("pillar, key", ADDRESS_KEYS)
+def test_an_address_with_a_slash_is_refused_naming_the_key(configure, pillar, key):
+    message = refused(configure, pillar("/tmp/x.so@example.org"), key)
+
+    assert "letters, digits and . _ % + = -" in message
+
+
+@pytest.mark.parametrize("character", list("/${}:\"'|#!&*?^`~") + ["${1}"])
+@pytest.mark.parametrize("pillar, key", ADDRESS_KEYS)
+def test_an_address_with_punctuation_other_than_dot_underscore_percent_plus_equals_dash_is_refused(
+    configure, pillar, key, character
+):
+    message = refused(configure, pillar(f"web{character}x@example.org"), key)
+
+    assert "the part before @ may contain only letters, digits and . _ % + = -" in message
+
+
+@pytest.mark.parametrize("address", ["o.brien+ops@example.org", "ops_1%relay=x-y@mail.example.org"])
+def test_an_address_of_letters_digits_and_dot_underscore_percent_plus_equals_dash_is_accepted(
+    configure, address
+):
+    conf = configure(
+        {"from": address, "admin": address, "aliases": {"root": address}, "relay": relay(sender=address)}
+    ).settings()
+
+    assert conf["from"] == conf["admin"] == conf["relay"]["sender"] == address
+    assert conf["aliases"] == {"root": [address]}
+
+
+def test_a_mailu_login_with_a_slash_is_not_taken_for_an_address(configure):
+    assert configure({"mailu": mailu(user="ops/x@example.org")}).settings()["from"] == f"root@{FQDN}"
+    assert configure({"mailu": mailu(user="o.brien+ops@example.org")}).settings()["from"] == (
+        "o.brien+ops@example.org"
+    )
+
+
+# ------------------------------------------------- the formula's own places ---
+
+
+@pytest.mark.parametrize(
+    "aliases", ["/etc/ld.so.preload", "/etc/aliases.msmtp.d", "/etc/sudoers", "/usr/local/etc/ld.so.preload"]
+)
+def test_an_msmtp_aliases_file_other_than_the_formulas_own_is_refused(configure, aliases):
+    message = refused(configure, {"lookup": {"msmtp": {"aliases": aliases}}}, "mail:lookup:msmtp:aliases")
+
+    assert "/etc/aliases.msmtp" in message
+
+
+@pytest.mark.parametrize("aliases", ["/etc/aliases.msmtp", "/usr/local/etc/aliases.msmtp"])
+def test_the_formulas_own_msmtp_aliases_files_are_accepted(configure, aliases):
+    conf = configure({"lookup": {"msmtp": {"aliases": aliases}}}).settings()
+
+    assert conf["lookup"]["msmtp"]["aliases"] == aliases
+
+
+WRITABLE_BY_OTHERS = ["/tmp/mailstack", "/dev/shm/mailstack", "/var/tmp/mailstack", "/home/eve/mailstack"]
+
+
+@pytest.mark.parametrize("directory", [*WRITABLE_BY_OTHERS, "/var/lib/mailstack/mailstack", "/opt/mailstack"])
+@pytest.mark.parametrize("key", ["state_dir", "libexec_dir"])
+def test_a_directory_named_mailstack_outside_the_root_owned_system_places_is_refused(
+    configure, key, directory
+):
+    message = refused(configure, {"lookup": {key: directory}}, f"mail:lookup:{key}")
+
+    assert "only root may write to" in message
+
+
+@pytest.mark.parametrize(
+    "key, directory",
+    [
+        ("state_dir", "/var/lib/mailstack"),
+        ("state_dir", "/var/local/lib/mailstack"),
+        ("libexec_dir", "/usr/local/lib/mailstack"),
+        ("libexec_dir", "/usr/lib/mailstack"),
+        ("libexec_dir", "/usr/local/libexec/mailstack"),
+        ("libexec_dir", "/usr/libexec/mailstack"),
+    ],
+)
+def test_the_formulas_directories_at_the_system_places_are_accepted(configure, key, directory):
+    assert configure({"lookup": {key: directory}}).settings()["lookup"][key] == directory
+
+
+@pytest.mark.parametrize("config_dir", ["/etc/postfix-x", "/etc/postfix-out", "/etc/postfix/x"])
+def test_a_postfix_instance_other_than_the_default_is_refused(configure, config_dir):
+    message = refused(
+        configure, {"lookup": {"postfix": {"config_dir": config_dir}}}, "mail:lookup:postfix:config_dir"
+    )
+
+    assert "Postfix instances other than the default are not supported" in message
+
+
+# ------------------------------------------------------ programs root runs ---
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "/bin/sh",
+        "/usr/sbin/postfix",
+        "/usr/lib/postfix",
+        "/usr/lib/postfixx/configure-instance.sh",
+        "/tmp/usr/lib/postfix/x",
+        "/usr/lib/postfix/../../../bin/sh",
+    ],
+)
+def test_a_prestart_program_outside_postfixs_daemon_directories_is_refused(configure, program):
+    message = refused(
+        configure,
+        {"lookup": {"postfix": {"prestart": [program, "-c", "touch /tmp/x"]}}},
+        "mail:lookup:postfix:prestart",
+    )
+
+    assert "touch" not in message
+
+
+@pytest.mark.parametrize(
+    "prestart", [["/usr/lib/postfix/configure-instance.sh", "-"], ["/usr/libexec/postfix/chroot-update"]]
+)
+def test_a_prestart_program_of_postfixs_own_is_accepted(configure, prestart):
+    conf = configure({"lookup": {"postfix": {"prestart": prestart}}}).settings()
+
+    assert conf["lookup"]["postfix"]["prestart"] == prestart
+
+
+def test_a_prestart_argument_with_a_control_character_is_still_refused(configure):
+    refused(
+        configure,
+        {"lookup": {"postfix": {"prestart": ["/usr/lib/postfix/configure-instance.sh", "-\nx"]}}},
+        "mail:lookup:postfix:prestart:1",
+    )
+
+
+@pytest.mark.parametrize(
+    "binary", ["/home/eve/msmtp", "/tmp/msmtp", "/usr/sbin/msmtp", "/usr/bin/msmtp-evil", "/usr/bin/sh"]
+)
+def test_an_msmtp_binary_outside_the_system_bin_directories_is_refused(configure, binary):
+    message = refused(configure, {"lookup": {"msmtp": {"binary": binary}}}, "mail:lookup:msmtp:binary")
+
+    assert "/usr/bin/msmtp" in message
+
+
+@pytest.mark.parametrize("binary", ["/usr/bin/msmtp", "/bin/msmtp", "/usr/local/bin/msmtp"])
+def test_an_msmtp_binary_in_a_system_bin_directory_is_accepted(configure, binary):
+    conf = configure({"lookup": {"msmtp": {"binary": binary}}}).settings()
+
+    assert conf["lookup"]["msmtp"]["binary"] == binary
+
+
+@pytest.mark.parametrize(
+    "sendmail", ["/etc/sudoers.d/sendmail", "/tmp/sendmail", "/etc/cron.d/sendmail", "/usr/sbin/sendmail2"]
+)
+def test_a_sendmail_outside_the_system_sendmail_directories_is_refused(configure, sendmail):
+    message = refused(configure, {"lookup": {"msmtp": {"sendmail": sendmail}}}, "mail:lookup:msmtp:sendmail")
+
+    assert "/usr/sbin/sendmail" in message
+
+
+@pytest.mark.parametrize(
+    "sendmail",
+    [
+        "/usr/sbin/sendmail",
+        "/usr/bin/sendmail",
+        "/usr/lib/sendmail",
+        "/sbin/sendmail",
+        "/usr/local/sbin/sendmail",
+    ],
+)
+def test_a_sendmail_in_a_system_sendmail_directory_is_accepted(configure, sendmail):
+    conf = configure({"lookup": {"msmtp": {"sendmail": sendmail}}}).settings()
+
+    assert conf["lookup"]["msmtp"]["sendmail"] == sendmail
+
+
+@pytest.mark.parametrize("os_family", ["Debian", "RedHat", "Arch", "Suse", "Alpine"])
+def test_the_shipped_per_os_defaults_pass_validation(configure, os_family):
+    lookup = configure(os_family=os_family).settings()["lookup"]
+
+    assert lookup["state_dir"] == "/var/lib/mailstack"
+    assert lookup["libexec_dir"] == "/usr/local/lib/mailstack"
+    assert lookup["postfix"]["config_dir"] == "/etc/postfix"
+    assert lookup["msmtp"]["binary"] == "/usr/bin/msmtp"
+    assert lookup["msmtp"]["sendmail"] == "/usr/sbin/sendmail"
+
+
+# ------------------------------------------------------- TLS only hardens ---
+
+
+@pytest.mark.parametrize("name", ["smtp_tls_ciphers", "smtp_tls_mandatory_ciphers"])
+@pytest.mark.parametrize("grade", ["null", "export", "low", "HIGH", "high:low", ""])
+def test_a_tls_cipher_grade_below_medium_is_refused(configure, name, grade):
+    message = refused(configure, {"postfix": {"main_cf": {name: grade}}}, f"mail:postfix:main_cf:{name}")
+
+    assert "medium or high" in message
+
+
+@pytest.mark.parametrize("name", ["smtp_tls_ciphers", "smtp_tls_mandatory_ciphers"])
+@pytest.mark.parametrize("grade", ["medium", "high"])
+def test_a_tls_cipher_grade_of_medium_or_high_is_accepted(configure, name, grade):
+    conf = configure({"postfix": {"main_cf": {name: grade}}}).settings()
+
+    assert conf["postfix"]["main_cf"] == {name: grade}
+
+
+WEAK_PROTOCOLS = [
+    "<=TLSv1",
+    "<=TLSv1.3",
+    ">=TLSv1",
+    ">=TLSv1.1",
+    ">=SSLv3",
+    "!SSLv2, !SSLv3",
+    "!SSLv2, !SSLv3, !TLSv1",
+    "TLSv1.2",
+    "TLSv1, !SSLv2, !SSLv3, !TLSv1.1",
+    "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1, <=TLSv1",
+    "",
+    ["!SSLv2", "!SSLv3"],
+]
+
+
+@pytest.mark.parametrize("name", ["smtp_tls_protocols", "smtp_tls_mandatory_protocols"])
+@pytest.mark.parametrize("protocols", WEAK_PROTOCOLS)
+def test_tls_protocols_that_allow_an_old_protocol_are_refused(configure, name, protocols):
+    message = refused(configure, {"postfix": {"main_cf": {name: protocols}}}, f"mail:postfix:main_cf:{name}")
+
+    assert ">=TLSv1.2" in message and "!TLSv1.1" in message
+
+
+@pytest.mark.parametrize("name", ["smtp_tls_protocols", "smtp_tls_mandatory_protocols"])
+@pytest.mark.parametrize(
+    "protocols, written",
+    [
+        (">=TLSv1.2", ">=TLSv1.2"),
+        (">=TLSv1.3", ">=TLSv1.3"),
+        ("!SSLv2, !SSLv3, !TLSv1, !TLSv1.1", "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"),
+        (["!SSLv2", "!SSLv3", "!TLSv1", "!TLSv1.1"], "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"),
+        ("!SSLv2:!SSLv3:!TLSv1:!TLSv1.1", "!SSLv2:!SSLv3:!TLSv1:!TLSv1.1"),
+        ("!SSLv2 !SSLv3 !TLSv1 !TLSv1.1 !TLSv1.2", "!SSLv2 !SSLv3 !TLSv1 !TLSv1.1 !TLSv1.2"),
+    ],
+)
+def test_tls_protocols_from_tls_1_2_up_are_accepted(configure, name, protocols, written):
+    conf = configure({"postfix": {"main_cf": {name: protocols}}}).settings()
+
+    assert conf["postfix"]["main_cf"] == {name: written}
+
+
+@pytest.mark.parametrize("name", ["tls_high_cipherlist", "tls_medium_cipherlist", "tls_ssl_options"])
+def test_a_tls_parameter_that_could_weaken_tls_unchecked_is_not_tunable(configure, name):
+    message = refused(configure, {"postfix": {"main_cf": {name: "ALL"}}}, f"mail:postfix:main_cf:{name}")
+
+    assert "not one of the parameters pillar may tune" in message
+
+
+# ----------------------------------------------------------------- take over ---
+
+
+NOTHING_TAKEN_OVER = {"postfix": False, "senders_group": False}
+
+
+def test_take_over_defaults_to_nothing(configure):
+    assert configure().settings()["take_over"] == NOTHING_TAKEN_OVER
+    assert configure({"take_over": None}).settings()["take_over"] == NOTHING_TAKEN_OVER
+
+
+def test_take_over_is_returned_in_the_settings(configure):
+    conf = configure({"take_over": {"postfix": True, "senders_group": True}}).settings()
+
+    assert conf["take_over"] == {"postfix": True, "senders_group": True}
+
+
+@pytest.mark.parametrize(
+    "take_over, key",
+    [
+        ({"postfix": "yes"}, "mail:take_over:postfix"),
+        ({"postfix": 1}, "mail:take_over:postfix"),
+        ({"senders_group": "true"}, "mail:take_over:senders_group"),
+        ({"senders_group": None}, "mail:take_over:senders_group"),
+        ({"group": True}, "mail:take_over:group"),
+        ("yes", "mail:take_over"),
+    ],
+)
+def test_take_over_that_is_not_true_or_false_is_refused_naming_the_key(configure, take_over, key):
+    refused(configure, {"take_over": take_over}, key)
