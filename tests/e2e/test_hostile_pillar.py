@@ -3,8 +3,11 @@
 The second half (issue 12) is pillar a careless operator could write that would
 make the formula touch what is not its own: system files through a log path, a
 group of the system, main.cf parameters that divert or copy mail or log the
-password, clean's reach, values that reach a shell or a unit file. Each is
-applied for real and must change nothing: not the formula's files, not the
+password, clean's reach, values that reach a shell or a unit file; then
+addresses that read as paths or table syntax, a system file as msmtp's aliases,
+the formula's directories where others may write, programs root runs from
+anywhere, another Postfix instance, main.cf values that weaken TLS, and a
+take-over that is not a boolean. Each is applied for real and must change nothing: not the formula's files, not the
 watched system files (content, owner and mode).
 """
 
@@ -227,6 +230,13 @@ WATCHED = [
     "/usr/local/bin",
     "/var/lib",
     "/tmp/mailstack-hostile-ran",
+    # Where the hostile cases of lookup would write.
+    "/etc/ld.so.preload",
+    "/etc/sudoers.d",
+    "/etc/postfix-x",
+    "/tmp/mailstack",
+    "/dev/shm/mailstack",
+    "/var/tmp/mailstack",
 ]
 SHELL_PROOF = "/tmp/mailstack-hostile-ran"
 
@@ -246,7 +256,7 @@ def _checksums():
 
 
 MAILU = {"host": "mail.example.org", "user": "alerts@example.org", "password": SECRET}
-# (id, pillar mail:, the key the message must name, the value it must not echo): issue 12, by class.
+# (id, pillar mail:, the key the message must name, the value it must not echo): by class.
 HOSTILE = [
     # 1. The msmtp log file.
     (
@@ -383,6 +393,102 @@ HOSTILE = [
         "mail:lookup:postfix:prestart",
         None,
     ),
+    # 12. Addresses that would read as a path, or as syntax in Postfix's and msmtp's tables.
+    (
+        "admin-a-path-written-into-ld-so-preload",
+        {"admin": "/tmp/x.so@example.org", "lookup": {"msmtp": {"aliases": "/etc/ld.so.preload"}}},
+        "mail:admin",
+        None,
+    ),
+    ("admin-a-path", {"mailu": MAILU, "admin": "/tmp/x.so@example.org"}, "mail:admin", SECRET),
+    (
+        "alias-target-postfix-substitution",
+        {"aliases": {"www-data": "web${1}@example.org"}},
+        "mail:aliases:www-data",
+        None,
+    ),
+    (
+        "alias-target-dollar",
+        {"aliases": {"root": ["ops@example.org", "ops$x@example.org"]}},
+        "mail:aliases:root",
+        None,
+    ),
+    ("from-with-a-colon", {"from": "cron:x@example.org"}, "mail:from", None),
+    (
+        "relay-sender-with-a-slash",
+        {"relay": {"relayhost": "smtp.example.net", "sender": "../x@example.org"}},
+        "mail:relay:sender",
+        None,
+    ),
+    # 13. A file of the system as msmtp's aliases file.
+    (
+        "msmtp-aliases-ld-so-preload",
+        {"admin": "ops@example.org", "lookup": {"msmtp": {"aliases": "/etc/ld.so.preload"}}},
+        "mail:lookup:msmtp:aliases",
+        None,
+    ),
+    # 14. The formula's directories where others may write.
+    ("state-dir-tmp", {"lookup": {"state_dir": "/tmp/mailstack"}}, "mail:lookup:state_dir", None),
+    ("state-dir-dev-shm", {"lookup": {"state_dir": "/dev/shm/mailstack"}}, "mail:lookup:state_dir", None),
+    (
+        "libexec-dir-var-tmp",
+        {"lookup": {"libexec_dir": "/var/tmp/mailstack"}},
+        "mail:lookup:libexec_dir",
+        None,
+    ),
+    # 15. Programs root runs, from where anyone could have put them.
+    (
+        "prestart-runs-a-shell",
+        {"lookup": {"postfix": {"prestart": ["/bin/sh", "-c", "touch " + SHELL_PROOF]}}},
+        "mail:lookup:postfix:prestart",
+        None,
+    ),
+    (
+        "msmtp-binary-in-a-home",
+        {"lookup": {"msmtp": {"binary": "/home/eve/msmtp"}}},
+        "mail:lookup:msmtp:binary",
+        None,
+    ),
+    (
+        "sendmail-into-sudoers-d",
+        {"lookup": {"msmtp": {"sendmail": "/etc/sudoers.d/sendmail"}}},
+        "mail:lookup:msmtp:sendmail",
+        None,
+    ),
+    # 16. A Postfix instance the running Postfix never reads.
+    (
+        "postfix-config-dir-another-instance",
+        {"lookup": {"postfix": {"config_dir": "/etc/postfix-x"}}},
+        "mail:lookup:postfix:config_dir",
+        None,
+    ),
+    # 17. main.cf TLS values that weaken TLS.
+    *[
+        (
+            f"main-cf-weak-{name}",
+            {"postfix": {"main_cf": {name: value}}},
+            f"mail:postfix:main_cf:{name}",
+            None,
+        )
+        for name, value in (
+            ("smtp_tls_mandatory_ciphers", "null"),
+            ("smtp_tls_ciphers", "export"),
+            ("smtp_tls_mandatory_protocols", "<=TLSv1"),
+            ("smtp_tls_protocols", "!SSLv2, !SSLv3"),
+            ("tls_high_cipherlist", "aNULL:eNULL"),
+            ("tls_medium_cipherlist", "aNULL:eNULL"),
+            ("tls_ssl_options", "0x40000000"),
+        )
+    ],
+    # 18. Taking over what is not the formula's, unless a boolean says so.
+    ("take-over-postfix-string", {"take_over": {"postfix": "yes"}}, "mail:take_over:postfix", None),
+    (
+        "take-over-senders-group-number",
+        {"take_over": {"senders_group": 1}},
+        "mail:take_over:senders_group",
+        None,
+    ),
+    ("take-over-not-a-mapping", {"take_over": "all"}, "mail:take_over", None),
 ]
 
 
