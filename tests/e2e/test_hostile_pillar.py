@@ -7,8 +7,9 @@ password, clean's reach, values that reach a shell or a unit file; then
 addresses that read as paths or table syntax, a system file as msmtp's aliases,
 the formula's directories where others may write, programs root runs from
 anywhere, another Postfix instance, main.cf values that weaken TLS, and a
-take-over that is not a boolean. Each is applied for real and must change nothing: not the formula's files, not the
-watched system files (content, owner and mode).
+take-over that is not a boolean. Each is applied for real and must change
+nothing: not the formula's files, not the watched system files (content, owner
+and mode).
 """
 
 import copy
