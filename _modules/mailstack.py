@@ -198,52 +198,127 @@ def _ownership_error():
 
 
 def _refuse_what_is_not_the_formulas():
-    """Stop before any change when the plan would write, chown or remove what
-    is not the formula's: a file it did not write, a path through a link, a
-    group it did not create, a log file others could forge."""
+    """Stop before any change when the plan would write, chown, run, remove or
+    take over what is not the formula's (``mailstack.plan``'s ``inventory``):
+    a file it did not write, a Postfix or a package it did not install, a
+    path root writes into or runs from that others could change, a group it
+    did not create, a log file others could forge."""
     conf = _settings()
     current = _plan(include_secrets=False)
     if current["mode"] == "disabled":
         return
-    owned = __utils__["mailstack_owned.foreign_file_problem"]
-    for key, path in __utils__["mailstack_plan.written_files"](current, conf):
-        problem = owned(os.path.join(FS_ROOT, path.lstrip("/")))
-        if problem:
-            raise CommandExecutionError(f"Invalid pillar mail:{key}: {problem}")
-    lookup = conf["lookup"]
-    for key, path in (
-        ("lookup:postfix:config_dir", f"{lookup['postfix']['config_dir']}/main.cf"),
-        ("lookup:msmtp:sendmail", lookup["msmtp"]["sendmail"]),
-        ("lookup:state_dir", lookup["state_dir"]),
-        ("lookup:libexec_dir", lookup["libexec_dir"]),
-    ):
-        link = __utils__["mailstack_owned.symlink_on_path"](os.path.dirname(path), FS_ROOT)
-        if link or (key.endswith("_dir") and os.path.islink(os.path.join(FS_ROOT, path.lstrip("/")))):
-            raise CommandExecutionError(
-                f"Invalid pillar mail:{key}: {link or path} is a symbolic link, and the formula never"
-                " writes through one"
-            )
-    _refuse_foreign_group(conf)
+    items = {item["id"]: item for item in current["inventory"]}
+    _refuse_foreign_files(conf, current, items)
+    _refuse_foreign_postfix(conf, current, items)
+    _refuse_foreign_packages(current)
+    _refuse_unsafe_paths(conf, current)
+    _refuse_foreign_group(conf, current)
     _refuse_shared_log_file(conf, current)
 
 
+def _host_path(path):
+    return os.path.join(FS_ROOT, path.lstrip("/"))
+
+
+def _owned_util(function):
+    return __utils__[f"mailstack_owned.{function}"]
+
+
+def _refuse_foreign_files(conf, current, items):
+    taken_over = items["smtp:main-cf"]["path"] if conf["take_over"]["postfix"] else None
+    for key, path in __utils__["mailstack_plan.written_files"](current):
+        if path == taken_over and not os.path.islink(_host_path(path)):
+            continue
+        problem = _owned_util("foreign_file_problem")(_host_path(path))
+        if problem:
+            raise CommandExecutionError(f"Invalid pillar mail:{key}: {problem}")
+
+
+def _refuse_foreign_postfix(conf, current, items):
+    """A Postfix that was there before the formula (no main.cf of the formula's) is never taken silently."""
+    main_cf = items["smtp:main-cf"]
+    if not current["postfix"] or conf["take_over"]["postfix"] or _carries_marker(main_cf["path"]):
+        return
+    if not __salt__["cmd.which"]("postconf"):
+        return
+    raise CommandExecutionError(
+        "Invalid pillar mail:take_over:postfix: is false, and Postfix is installed here and was not"
+        f" installed by the mail formula ({main_cf['path']} does not carry the formula's marker): set it"
+        " to true to hand this Postfix to the formula (an existing main.cf is kept as"
+        " main.cf.before-mail-formula), or remove Postfix yourself first"
+    )
+
+
+def _carries_marker(path):
+    return _owned_util("carries_marker")(_host_path(path))
+
+
+def _refuse_foreign_packages(current):
+    """A package the mode would remove (it conflicts with what it installs), not installed by the formula."""
+    kept = [name for name in current["packages"]["unwanted"] if name not in current["packages"]["remove"]]
+    installed = (
+        __utils__["mailstack_system.installed_packages"](__salt__, __grains__, kept, FS_ROOT)
+        if kept
+        else set()
+    )
+    for name in sorted(installed):
+        raise CommandExecutionError(
+            f"Invalid pillar mail:mode: this mode ({current['mode']}, sendmail by {current['sendmail']})"
+            f" would remove the package {name}, which is installed and was not installed by the mail"
+            " formula: remove it yourself if it is not needed, or choose a mode that keeps it"
+        )
+
+
+def _refuse_unsafe_paths(conf, current):
+    """Every directory root writes into and every program it runs or file it trusts: root's alone."""
+    problem = _owned_util("unsafe_path_problem")
+    for item in current["inventory"]:
+        if not item["wanted"] or item["kind"] in ("package", "group", "unit"):
+            continue
+        if item["kind"] == "program":
+            found = problem(item["path"], FS_ROOT, follow_last=True)
+        elif item["kind"] == "directory":
+            found = problem(item["path"], FS_ROOT)
+        else:
+            found = problem(os.path.dirname(item["path"]), FS_ROOT)
+        if found:
+            raise CommandExecutionError(
+                f"Invalid pillar mail:{item['key']}: {found}, so root must not rely on it"
+            )
+    for key in ("mailu:ca_file", "relay:ca_file", "lookup:ca_bundle"):
+        section, name = key.split(":")
+        path = conf[section][name]
+        found = path and problem(path, FS_ROOT, follow_last=True)
+        if found:
+            raise CommandExecutionError(f"Invalid pillar mail:{key}: {found}, so it cannot be trusted")
+
+
 def _state_dir(conf):
-    return os.path.join(FS_ROOT, conf["lookup"]["state_dir"].lstrip("/"))
+    return _host_path(conf["lookup"]["state_dir"])
 
 
-def _refuse_foreign_group(conf):
+def _refuse_foreign_group(conf, current):
     import grp  # pylint: disable=import-outside-toplevel
 
-    group = conf["lookup"]["msmtp"]["group"]
+    group = current["senders_group"]
     try:
-        grp.getgrnam(group)
+        grp.getgrnam(group["name"])
     except KeyError:
         return
-    if not __utils__["mailstack_owned.owns"](_state_dir(conf), "groups", group):
+    if not (group["take_over"] or _owned_util("owns")(_state_dir(conf), "groups", group["name"])):
         raise CommandExecutionError(
-            f"Invalid pillar mail:lookup:msmtp:group: group {group!r} exists and was not created by the"
-            " mail formula, which only creates, fills and removes a group of its own: choose a name no"
-            " group has"
+            f"Invalid pillar mail:lookup:msmtp:group: group {group['name']!r} exists and was not created by"
+            " the mail formula, which only creates, fills and removes a group of its own: choose a name no"
+            " group has, or set mail:take_over:senders_group to true to hand it to the formula"
+        )
+    strangers = [
+        user for user in _owned_util("primary_members")(group["name"]) if user not in group["members"]
+    ]
+    if group["present"] and strangers:
+        raise CommandExecutionError(
+            f"Invalid pillar mail:senders: {', '.join(strangers)} {'has' if len(strangers) == 1 else 'have'}"
+            f" group {group['name']!r} as primary group and would read the password in msmtp's"
+            " configuration: add them to mail:senders, or give them another primary group"
         )
 
 
@@ -254,12 +329,9 @@ def _refuse_shared_log_file(conf, current):
     logfile = conf["msmtp"]["logfile"]
     if not logfile:
         return
-    path = os.path.join(FS_ROOT, logfile.lstrip("/"))
-    link = __utils__["mailstack_owned.symlink_on_path"](path)
-    recorded = logfile in __utils__["mailstack_owned.load"](_state_dir(conf))["files"]
-    if link:
-        problem = f"{link} is a symbolic link, and the formula never writes through one"
-    elif os.path.lexists(path) and not recorded:
+    path = _host_path(logfile)
+    recorded = logfile in _owned_util("load")(_state_dir(conf))["files"]
+    if os.path.lexists(path) and not recorded:
         problem = f"{logfile} exists and was not created by the mail formula: choose a new file"
     elif not os.path.isdir(os.path.dirname(path)):
         problem = f"{os.path.dirname(logfile)} does not exist: the log file goes into an existing directory"
@@ -412,6 +484,7 @@ def _syslog_available():
 
 def _host_facts(conf, include_secrets):
     lookup = conf["lookup"]
+    record = _owned_util("load")(_state_dir(conf))
     return {
         "fqdn": _fqdn(),
         "systemd": _systemd_booted(),
@@ -420,11 +493,31 @@ def _host_facts(conf, include_secrets):
         "health_timer_installed": os.path.exists(
             os.path.join(FS_ROOT, lookup["systemd_unit_dir"].lstrip("/"), "mail-health.timer")
         ),
-        "owned_files": __utils__["mailstack_owned.load"](_state_dir(conf))["files"],
+        "owned_files": record["files"],
+        "owned_packages": _owned_packages(conf, record),
         "formula_dir": _formula_dir(),
         "mailu_user_is_address": __utils__["mailstack_settings.is_address"](conf["mailu"]["user"]),
         "mask": None if include_secrets else MASK,
     }
+
+
+def _owned_packages(conf, record):
+    """
+    The packages the formula installed: its record; where the record is from
+    a formula that recorded no packages, the packages whose configuration
+    carries the formula's marker (it wrote main.cf before it installed
+    Postfix). With mail:take_over:postfix, Postfix is the formula's too.
+    """
+    lookup = conf["lookup"]
+    postfix, msmtp = lookup["postfix"]["pkgs"][:1], [*lookup["msmtp"]["pkgs"], lookup["msmtp"]["mta_pkg"]]
+    if _owned_util("records_packages")(_state_dir(conf)):
+        owned = list(record["packages"])
+    else:
+        owned = [*(postfix if _carries_marker(f"{lookup['postfix']['config_dir']}/main.cf") else [])]
+        owned += [name for name in msmtp if name and _carries_marker(lookup["msmtp"]["config"])]
+    if conf["take_over"]["postfix"]:
+        owned += postfix
+    return sorted(set(owned))
 
 
 def _plan(include_secrets):

@@ -34,6 +34,7 @@ wrote it.
 
 import json
 import os
+import stat
 import time
 
 __virtualname__ = "mailstack"
@@ -47,8 +48,9 @@ DIRECTORIES = {
 }
 LISTEN_MARKER = "mailstack-listen"
 STOP_TIMEOUT = 120
-# Where the states look at processes (unit tests point it at a fake one).
+# Where the states look at processes and at dpkg's records (unit tests point them at fake ones).
 PROC = "/proc"
+FS_ROOT = "/"
 
 
 def __virtual__():
@@ -348,10 +350,13 @@ def postfix_enabled(name="postfix"):
     return _ret(name, True, f"{name} enabled at boot", changes)
 
 
-def postmapped(name, map_type="hash"):
+def postmapped(name, map_type="hash", stale_tables=()):
     """
     Build the Postfix lookup table for ``name`` when it is missing or older
-    than its source file.
+    than its source file, and keep it as private as its source on every run
+    (a table made by hand with ``postmap`` is world-readable). Tables of the
+    formula's other types for the same source (``stale_tables``, left by a
+    change of ``map_type``) are removed.
 
     name
         The source file, e.g. ``/etc/postfix/sasl_passwd``.
@@ -359,62 +364,90 @@ def postmapped(name, map_type="hash"):
         The table type: hash, lmdb, btree, cdb.
     """
     table = __utils__["mailstack_plan.map_file"](name, map_type)
-    changes = {"postmap": f"{map_type}:{name}"}
     if not os.path.exists(name):
         if __opts__["test"]:
-            return _ret(name, None, f"{table} would be built once {name} is written", changes)
+            return _ret(name, None, f"{table} would be built once {name} is written", {"postmap": table})
         return _ret(name, False, f"{name} does not exist")
-    if os.path.exists(table) and os.path.getmtime(table) >= os.path.getmtime(name):
+    stale = [path for path in stale_tables if os.path.isfile(path) and not os.path.islink(path)]
+    changes = {"removed": stale} if stale else {}
+    fresh = os.path.exists(table) and os.path.getmtime(table) >= os.path.getmtime(name)
+    if not fresh:
+        changes["postmap"] = f"{map_type}:{name}"
+    source = os.stat(name)
+    wanted = (source.st_uid, source.st_gid, stat.S_IMODE(source.st_mode))
+    if fresh and _owner_and_mode(table) != wanted:
+        changes["table"] = f"owner {wanted[0]}:{wanted[1]}, mode {wanted[2]:04o}"
+    if not changes:
         return _ret(name, True, f"{table} is up to date")
     if __opts__["test"]:
-        return _ret(name, None, f"{table} would be rebuilt", changes)
-    # postmap creates the table 0644: with umask 077 it is never readable by others.
-    result = __salt__["cmd.run_all"](
-        ["postmap", f"{map_type}:{name}"], python_shell=False, umask="077", output_loglevel="debug"
-    )
-    ok, out = result["retcode"] == 0, (result["stdout"] + "\n" + result["stderr"]).strip()
-    if not ok:
-        return _ret(name, False, f"postmap {map_type}:{name} failed: {out}")
-    os.chmod(table, os.stat(name).st_mode & 0o777)
-    return _ret(name, True, f"{table} rebuilt", changes)
+        return _ret(name, None, f"{table} would be brought up to date", changes)
+    for path in stale:
+        os.unlink(path)
+    if not fresh:
+        # postmap creates the table 0644: with umask 077 it is never readable by others.
+        result = __salt__["cmd.run_all"](
+            ["postmap", f"{map_type}:{name}"], python_shell=False, umask="077", output_loglevel="debug"
+        )
+        if result["retcode"] != 0:
+            out = (result["stdout"] + "\n" + result["stderr"]).strip()
+            return _ret(name, False, f"postmap {map_type}:{name} failed: {out}")
+    _owned("set_owner_and_mode")(table, *wanted)
+    return _ret(name, True, f"{table} is up to date and private", changes)
+
+
+def _owner_and_mode(path):
+    info = os.lstat(path)
+    return (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode))
 
 
 # -------------------------------------------------------------- packages ---
 
 
 def _installed_packages(pkgs):
-    """Which of ``pkgs`` are installed. On Debian one ``dpkg-query`` for just
-    these names (exit status 1: some are unknown to dpkg, so not installed);
-    elsewhere, or when dpkg-query fails, Salt's ``pkg.list_pkgs``, which lists
-    every package of the system."""
-    if __grains__.get("os_family") == "Debian":
-        query = ["dpkg-query", "--show", "--showformat=${Package} ${Status}\\n", "--", *pkgs]
-        out = __utils__["mailstack_system.run"](__salt__, query)
-        if out["retcode"] in (0, 1):
-            rows = [line.split() for line in out["stdout"].splitlines()]
-            return {row[0] for row in rows if row and row[0] in pkgs and row[-1] == "installed"}
-    return set(__salt__["pkg.list_pkgs"]()) & set(pkgs)
+    return __utils__["mailstack_system.installed_packages"](__salt__, __grains__, pkgs, FS_ROOT)
 
 
-def packages_installed(name, pkgs):
+def packages_installed(name, pkgs, state_dir="", owned=()):
     """
     Salt's ``pkg.installed`` for ``pkgs`` (refreshing the package database
-    first), unless every one of them is installed already.
+    first), unless every one of them is installed already. Those it installs
+    are recorded in ``state_dir`` as the formula's (only those are ever
+    removed); a record that lists no packages yet starts with ``owned``.
 
     A ``pkg`` state costs Salt 3006 a second before it starts (its set-up looks
     for a function that no package module has, which loads every execution
     module); an idempotent apply needs no package state at all.
     """
-    if _installed_packages(pkgs) == set(pkgs):
+    if state_dir and not __opts__["test"]:
+        _owned("adopt_packages")(state_dir, owned)
+    missing = set(pkgs) - _installed_packages(pkgs)
+    if not missing:
         return _ret(name, True, "All specified packages are already installed")
-    return __states__["pkg.installed"](name=name, pkgs=list(pkgs), refresh=True)
+    ret = __states__["pkg.installed"](name=name, pkgs=list(pkgs), refresh=True)
+    if state_dir and ret["result"] and not __opts__["test"]:
+        for package in sorted(missing & _installed_packages(sorted(missing))):
+            _owned("record")(state_dir, "packages", package)
+    return ret
 
 
-def packages_removed(name, pkgs):
-    """Salt's ``pkg.removed`` for ``pkgs``, unless none of them is installed (see ``packages_installed``)."""
-    if not _installed_packages(pkgs):
-        return _ret(name, True, "All specified packages are already absent")
-    return __states__["pkg.removed"](name=name, pkgs=list(pkgs))
+def packages_removed(name, pkgs, state_dir="", purge=False):
+    """
+    Salt's ``pkg.removed`` (``pkg.purged`` with ``purge``) for those of
+    ``pkgs`` the formula recorded installing (all of them without a
+    ``state_dir``), unless none of them is installed (see
+    ``packages_installed``). Any other package is left as it is.
+    """
+    ours = [package for package in pkgs if not state_dir or _owned("owns")(state_dir, "packages", package)]
+    left = sorted(set(pkgs) - set(ours))
+    note = f"; left {', '.join(left)}: not installed by the mail formula" if left else ""
+    if not ours or not _installed_packages(ours):
+        return _ret(name, True, "All specified packages are already absent" + note)
+    ret = __states__["pkg.purged" if purge else "pkg.removed"](name=name, pkgs=list(ours))
+    if state_dir and ret["result"] and not __opts__["test"]:
+        for package in sorted(set(ours) - _installed_packages(ours)):
+            _owned("forget")(state_dir, "packages", package)
+    ret["comment"] = (ret.get("comment") or "") + note
+    return ret
 
 
 # ----------------------------------------------------- what the formula owns ---
@@ -424,11 +457,13 @@ def _owned(function):
     return __utils__[f"mailstack_owned.{function}"]
 
 
-def owned_group(name, members=(), state_dir="/var/lib/mailstack"):
+def owned_group(name, members=(), state_dir="/var/lib/mailstack", take_over=False):
     """
     Ensure the formula's own group ``name`` exists with exactly ``members``.
     A group of that name the formula did not create is left alone and the
-    state fails saying so.
+    state fails saying so, unless ``take_over`` hands it to the formula. A
+    user whose primary group it is, and who is not among ``members``, would
+    read what the group may read: the state fails naming them.
     """
     import grp  # pylint: disable=import-outside-toplevel
 
@@ -437,10 +472,20 @@ def owned_group(name, members=(), state_dir="/var/lib/mailstack"):
         current = sorted(grp.getgrnam(name).gr_mem)
     except KeyError:
         current = None
-    if current is not None and not _owned("owns")(state_dir, "groups", name):
+    if current is not None and not (take_over or _owned("owns")(state_dir, "groups", name)):
         return _ret(
             name, False, f"group {name} exists and was not created by the mail formula: it is left as it is"
         )
+    strangers = [user for user in _owned("primary_members")(name) if user not in members]
+    if strangers:
+        return _ret(
+            name,
+            False,
+            f"{', '.join(strangers)} {'has' if len(strangers) == 1 else 'have'} group {name} as primary"
+            " group and would read what it may read: the group is left as it is",
+        )
+    if current is not None and take_over and not __opts__["test"]:
+        _owned("record")(state_dir, "groups", name)
     if current == members:
         return _ret(name, True, f"group {name} has members {', '.join(members) or '(none)'}")
     changes = {"group": name if current is None else "members", "members": members}
@@ -483,9 +528,11 @@ def owned_log_file(name, mode="0600", state_dir="/var/lib/mailstack"):
     did not create is left alone and the state fails saying so.
     """
     mode = int(str(mode), 8)
-    link = _owned("symlink_on_path")(name)
-    if link:
-        return _ret(name, False, f"{link} is a symbolic link: the log file is not written through it")
+    unsafe = _owned("unsafe_path_problem")(os.path.dirname(name))
+    if unsafe:
+        return _ret(name, False, f"{unsafe}: the log file is not written there")
+    if _owned("symlink_on_path")(name):
+        return _ret(name, False, f"{name} is a symbolic link: the log file is not written through it")
     exists = os.path.lexists(name)
     if exists and name not in _owned("load")(state_dir)["files"]:
         return _ret(
@@ -520,7 +567,14 @@ def formula_file(name, file):
         and either ``contents`` or a ``template`` with its ``sources`` (the
         pillar's ``mail:tofs`` sources first, the formula's own last) and
         ``context``; a ``secret`` file's changes are not shown. Absent: the
-        ``tables`` built from it and the ``state_dir`` of the formula's records.
+        ``tables`` built from it. Both: the ``state_dir`` of the formula's
+        records. ``keep_as`` (main.cf under mail:take_over:postfix): where a
+        file without the formula's marker is copied before it is replaced.
+        ``must_keep`` (main.cf): the parameters a rendered template must keep.
+
+    The directory it goes into must be root's alone (every part of its path),
+    checked right before the write. main.cf rendered from a pillar's template
+    must keep every parameter the plan sets (the closed relay, where mail goes).
 
     .. code-block:: yaml
 
@@ -531,17 +585,14 @@ def formula_file(name, file):
     """
     if not file["present"]:
         return formula_files_absent(name, [name], file["tables"], file["state_dir"])
-    if file["template"]:
-        sources = file["sources"]
-        # One source needs no look-up of which exists (a file list from the master).
-        written = {
-            "source": sources[0] if len(sources) == 1 else list(sources),
-            "template": "jinja",
-            "context": file["context"],
-        }
-    else:
-        written = {"contents": file["contents"]}
-    return __states__["file.managed"](
+    unsafe = _owned("unsafe_path_problem")(os.path.dirname(name))
+    if unsafe:
+        return _ret(name, False, f"{unsafe}: {name} is not written there")
+    written = _written_content(name, file)
+    if isinstance(written, str):
+        return _ret(name, False, written)
+    backup = _keep_operators_file(name, file)
+    ret = __states__["file.managed"](
         name=name,
         makedirs=True,
         user=file["user"],
@@ -550,6 +601,67 @@ def formula_file(name, file):
         show_changes=not file["secret"],
         **written,
     )
+    if backup:
+        ret["changes"]["kept"] = backup
+    return ret
+
+
+def _written_content(name, file):
+    """``file.managed``'s arguments for the content, or why it must not be written."""
+    if not file["template"]:
+        return {"contents": file["contents"]}
+    sources = file["sources"]
+    if file.get("must_keep") and len(sources) > 1:
+        return _checked_main_cf(name, file)
+    # One source needs no look-up of which exists (a file list from the master).
+    return {
+        "source": sources[0] if len(sources) == 1 else list(sources),
+        "template": "jinja",
+        "context": file["context"],
+    }
+
+
+def _checked_main_cf(name, file):
+    """main.cf rendered from the first of its sources that exists, refused unless
+    every parameter of the plan keeps its value."""
+    for source in file["sources"]:
+        text = __salt__["cp.get_file_str"](source)
+        if text:
+            break
+    else:
+        return f"none of {', '.join(file['sources'])} is on the Salt file server"
+    rendered = __salt__["file.apply_template_on_contents"](
+        text, template="jinja", context=file["context"], defaults={}, saltenv=__env__
+    )
+    values = {}
+    for line in rendered.splitlines():
+        key, equals, value = line.partition("=")
+        if equals and line[:1].strip() and not line.startswith("#"):
+            values[key.strip()] = value.strip()
+    changed = sorted(key for key, value in file["must_keep"].items() if values.get(key) != value)
+    if changed:
+        return (
+            f"{source} (mail:tofs:source_files) renders a main.cf that does not keep the formula's value of"
+            f" {', '.join(changed)}: the relay must stay closed and send where pillar says; {name} was left"
+            " as it is"
+        )
+    return {"contents": rendered}
+
+
+def _keep_operators_file(name, file):
+    """Under mail:take_over, the operator's own file (no marker) copied once to
+    the plan's ``keep_as``; its path, or ``""``."""
+    kept = file.get("keep_as")
+    if not kept or __opts__["test"] or not os.path.isfile(name):
+        return ""
+    if os.path.islink(name) or _owned("carries_marker")(name):
+        return ""
+    if os.path.lexists(kept):
+        return ""
+    with open(name, "rb") as source, open(kept, "xb") as copy:
+        copy.write(source.read())
+    _owned("record")(file["state_dir"], "files", kept)
+    return kept
 
 
 def formula_files_absent(name, paths=(), tables=(), state_dir="/var/lib/mailstack"):

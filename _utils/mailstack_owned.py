@@ -6,9 +6,11 @@ its states (to write and remove only that).
 A file is the formula's when it carries the formula's marker line near its top
 (every file the formula writes with content does), or when the formula created
 it and recorded it (the msmtp log file, whose lines are msmtp's). A group is
-the formula's when the formula created it and recorded it. The record is a
-JSON file in the formula's state directory. Nothing here follows a symbolic
-link.
+the formula's when the formula created it and recorded it; a package when the
+formula installed it and recorded it. The record is a JSON file in the
+formula's state directory. Nothing here follows a symbolic link, and a
+directory root writes into or runs from counts as safe only when every part of
+its path is root's and writable by nobody else (``unsafe_path_problem``).
 """
 
 import errno
@@ -18,8 +20,7 @@ import stat
 
 MARKER = b"Managed by Salt (mail formula"
 RECORD = "owned.json"
-# Groups the formula created before it kept a record.
-LEGACY_GROUPS = ("mail-senders",)
+KINDS = ("files", "groups", "packages")
 _HEAD = 512
 
 
@@ -77,22 +78,41 @@ def _record_path(state_dir):
     return os.path.join(state_dir, RECORD)
 
 
-def load(state_dir):
-    """``{"files": [...], "groups": [...]}`` the formula created and recorded."""
+def _load_raw(state_dir):
     try:
         fd = _open_no_follow(_record_path(state_dir))
     except OSError:
-        return {"files": [], "groups": []}
+        return {}
     with os.fdopen(fd, encoding="utf-8") as handle:
         try:
             data = json.load(handle)
         except ValueError:
             data = {}
-    if not isinstance(data, dict):
-        data = {}
-    return {
-        kind: [item for item in data.get(kind, []) if isinstance(item, str)] for kind in ("files", "groups")
-    }
+    return data if isinstance(data, dict) else {}
+
+
+def load(state_dir):
+    """``{"files": [...], "groups": [...], "packages": [...]}`` the formula
+    created or installed and recorded."""
+    data = _load_raw(state_dir)
+    return {kind: [item for item in data.get(kind, []) if isinstance(item, str)] for kind in KINDS}
+
+
+def records_packages(state_dir):
+    """Whether the record lists packages: a record made before the formula
+    recorded its packages (or none at all) does not."""
+    return isinstance(_load_raw(state_dir).get("packages"), list)
+
+
+def adopt_packages(state_dir, packages):
+    """Start the package record with ``packages`` where it has none yet;
+    returns whether it was started."""
+    if records_packages(state_dir):
+        return False
+    data = load(state_dir)
+    data["packages"] = sorted(set(packages))
+    _save(state_dir, data)
+    return True
 
 
 def _save(state_dir, data):
@@ -102,11 +122,13 @@ def _save(state_dir, data):
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(data, handle, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(temporary, path)
 
 
 def record(state_dir, kind, name):
-    """Remember that the formula created ``name`` (a file or a group)."""
+    """Remember that the formula created ``name`` (a file or a group) or installed it (a package)."""
     data = load(state_dir)
     if name not in data[kind]:
         data[kind] = sorted(data[kind] + [name])
@@ -121,7 +143,60 @@ def forget(state_dir, kind, name):
 
 
 def owns(state_dir, kind, name):
-    return name in load(state_dir)[kind] or (kind == "groups" and name in LEGACY_GROUPS)
+    return name in load(state_dir)[kind]
+
+
+def _unsafe_component(path, info):
+    if stat.S_ISLNK(info.st_mode):
+        return f"{path} is a symbolic link"
+    if info.st_uid != 0:
+        return f"{path} is not owned by root"
+    if info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid != 0):
+        return f"{path} is writable by users other than root"
+    return None
+
+
+def unsafe_path_problem(path, root="/", follow_last=False):
+    """
+    Why root must not write into or run from ``path``, or ``None``: each of
+    its existing parts (``/`` included) must be root's, writable by root
+    alone (or root's group) and no symbolic link, since whoever may change
+    one of them may swap what root reads, writes or runs. ``follow_last``:
+    the last part may be a root-owned link (a CA file in /etc/ssl/certs), and
+    what it points to is checked the same way.
+    """
+    current = root
+    parts = [part for part in path.strip("/").split("/") if part]
+    for index, part in enumerate(["", *parts]):
+        current = os.path.join(current, part) if part else root
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            return None
+        last = index == len(parts)
+        if last and follow_last and stat.S_ISLNK(info.st_mode):
+            if info.st_uid != 0:
+                return f"{current} is a symbolic link not owned by root"
+            resolved = os.path.realpath(current)
+            shown = "/" + os.path.relpath(resolved, root) if root != "/" else resolved
+            problem = unsafe_path_problem(shown, root)
+            return f"{current} points to {shown}, and {problem}" if problem else None
+        problem = _unsafe_component(current if root == "/" else "/" + os.path.relpath(current, root), info)
+        if problem:
+            return problem
+    return None
+
+
+def primary_members(group_name):
+    """Users whose primary group is ``group_name`` (``getent group`` does not list them)."""
+    import grp  # pylint: disable=import-outside-toplevel
+    import pwd  # pylint: disable=import-outside-toplevel
+
+    try:
+        gid = grp.getgrnam(group_name).gr_gid
+    except KeyError:
+        return []
+    return sorted(user.pw_name for user in pwd.getpwall() if user.pw_gid == gid)
 
 
 def create_private_file(path, uid, gid, mode):

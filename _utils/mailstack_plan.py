@@ -25,6 +25,9 @@ ALERT_DROPIN = "50-mail-alert.conf"
 
 HEALTH_UNIT = "mail-health"
 
+# Where an operator's own main.cf is kept when mail:take_over:postfix hands Postfix to the formula.
+MAIN_CF_BEFORE = "main.cf.before-mail-formula"
+
 # The key of the server's name in each upstream section of the settings (as
 # pillar spells it); the plan's targets call it ``host`` for both.
 SERVER_KEY = {"mailu": "host", "relay": "relayhost"}
@@ -43,10 +46,10 @@ def _tables(source, map_type):
     return sorted({map_file(source, kind) for kind in ("hash", "lmdb", map_type)})
 
 
-def _from_template(path, template, conf, *, mode="0644", group="root", context=None, secret=False):
+def _from_template(item, template, conf, *, mode="0644", group="root", context=None, secret=False):
     """A file written from a template; ``sources`` tries mail:tofs:source_files first."""
     return {
-        "path": path,
+        **_placed(item),
         "present": True,
         "sources": conf["tofs"]["source_files"].get(template, []),
         "template": template,
@@ -58,9 +61,9 @@ def _from_template(path, template, conf, *, mode="0644", group="root", context=N
     }
 
 
-def _with_contents(path, contents, mode="0644"):
+def _with_contents(item, contents, mode="0644"):
     return {
-        "path": path,
+        **_placed(item),
         "present": True,
         "template": "",
         "contents": contents,
@@ -71,8 +74,13 @@ def _with_contents(path, contents, mode="0644"):
     }
 
 
-def _absent(path, tables=()):
-    return {"path": path, "present": False, "tables": list(tables)}
+def _absent(item, tables=()):
+    return {**_placed(item), "present": False, "tables": [table["path"] for table in tables]}
+
+
+def _placed(item):
+    """What a file of the layout keeps of its catalogue item: where it is and why it may be touched."""
+    return {"path": item["path"], "key": item["key"], "guard": item["guard"]}
 
 
 def _msmtp_lines_by_key(settings):
@@ -143,8 +151,14 @@ def _describe(target):
     return f"{host}:{target['port']} (TLS: {target['tls']}){auth}"
 
 
-def _packages(conf, postfix_wanted):
-    """What is installed (and by which state: ``by_state``) and what is removed."""
+def _packages(conf, postfix_wanted, owned_packages):
+    """
+    What is installed (and by which state: ``by_state``), what the mode has
+    no use for (``unwanted``: the package that conflicts with or is replaced
+    by the one it installs) and of that what is removed: only what the
+    formula installed (``remove``). The module refuses a plan whose unwanted
+    package is installed and not the formula's.
+    """
     msmtp, postfix = conf["lookup"]["msmtp"], conf["lookup"]["postfix"]
     mta = [msmtp["mta_pkg"]] if msmtp["mta_pkg"] else []
     by_state = {
@@ -152,21 +166,30 @@ def _packages(conf, postfix_wanted):
         "postfix": postfix["pkgs"] if postfix_wanted else [],
         "sendmail": [] if postfix_wanted else mta,
     }
+    unwanted = mta if postfix_wanted else [postfix["pkgs"][0]]
     return {
         "install": by_state["msmtp"] + by_state["postfix"] + by_state["sendmail"],
-        "remove": mta if postfix_wanted else [postfix["pkgs"][0]],
+        "unwanted": unwanted,
+        "remove": [name for name in unwanted if name in owned_packages],
         "by_state": by_state,
+        "owned": list(owned_packages),
+        "state_dir": conf["lookup"]["state_dir"],
     }
 
 
-def _sendmail(conf, postfix_wanted):
+def _sendmail(conf, postfix_wanted, items):
     """How msmtp becomes sendmail where Postfix is not: its MTA package, or a symlink."""
     msmtp = conf["lookup"]["msmtp"]
     if postfix_wanted:
         return {"package": "", "link": None}
     if msmtp["mta_pkg"]:
         return {"package": msmtp["mta_pkg"], "link": None}
-    return {"package": "", "link": {"path": msmtp["sendmail"], "target": msmtp["binary"]}}
+    return {"package": "", "link": _sendmail_link(items)}
+
+
+def _sendmail_link(items):
+    link = items["msmtp:sendmail"]
+    return {"path": link["path"], "target": link["target"]}
 
 
 def _bracketed(target):
@@ -328,31 +351,14 @@ def msmtp_log_problem(conf, secret_in_msmtprc):
     return None
 
 
-def written_files(plan, conf):
+def written_files(plan):
     """``(pillar key, path)`` of every file this plan writes with content (each
     carries the formula's marker), for the module to check before any change."""
-    lookup, files = conf["lookup"], plan["files"]
-    config_dir = lookup["postfix"]["config_dir"]
-    written = [("lookup:msmtp:config", lookup["msmtp"]["config"])]
-    if files["msmtp_aliases"]:
-        written.append(("lookup:msmtp:aliases", lookup["msmtp"]["aliases"]))
-    for name in ("sasl_passwd", "recipient_canonical", "virtual_alias"):
-        if files[name]:
-            written.append(("lookup:postfix:config_dir", f"{config_dir}/{name}"))
-    alerts, health = plan["alerts"], plan["health"]
-    if alerts["active"]:
-        written += [
-            ("lookup:libexec_dir", alerts["script"]),
-            ("lookup:systemd_unit_dir", alerts["unit_file"]),
-        ]
-        written += [("alerts:units", path) for path in alerts["dropins"].values()]
-    if health["enabled"]:
-        written.append(("lookup:libexec_dir", health["script"]))
-        if health["systemd"]:
-            written += [("lookup:systemd_unit_dir", health[k]) for k in ("service_file", "timer_file")]
-        else:
-            written.append(("lookup:cron_dir", health["cron_file"]))
-    return written
+    return [
+        (item["key"], item["path"])
+        for item in plan["inventory"]
+        if item["kind"] == "file" and item["guard"] == "marker" and item["wanted"]
+    ]
 
 
 def _msmtprc(conf, target, envelope_sender, relay_sender="", log_line=None):
@@ -417,10 +423,12 @@ def build(conf, decided, container, host):
         Facts of the running system: ``fqdn``, ``systemd`` (PID 1 is
         systemd), ``syslog`` (``/dev/log`` exists), ``installed_dropins``
         (alert drop-ins present), ``health_timer_installed``,
-        ``owned_files`` (recorded as the formula's), ``formula_dir`` (on the
-        file server), ``mailu_user_is_address``, and ``mask``:
-        what replaces passwords, or ``None`` to keep them.
+        ``owned_files`` (recorded as the formula's), ``owned_packages``
+        (installed by the formula), ``formula_dir`` (on the file server),
+        ``mailu_user_is_address``, and ``mask``: what replaces passwords, or
+        ``None`` to keep them.
     """
+    items = catalogue(conf, host)
     postfix, msmtp_target, postfix_upstream = _delivery(conf, decided["mode"], container["container"])
     if host["mask"]:
         for target in (msmtp_target, postfix_upstream):
@@ -448,7 +456,19 @@ def build(conf, decided, container, host):
         else "",
         "virtual_alias": _virtual_alias(conf["aliases"], myhostname) if postfix else "",
     }
-    alerts, health = _alerts_plan(conf, host), _health_plan(conf, host)
+    alerts, health = _alerts_plan(conf, host, items), _health_plan(conf, host, items)
+    packages = _packages(conf, postfix, host["owned_packages"])
+    layout = _completed(
+        {
+            "smtp": _smtp_files(conf, files, postfix, items),
+            "smtp_secrets_absent": {} if postfix else {"secrets-absent": _postfix_secrets_absent(items)},
+            "msmtp": _msmtp_files(conf, files, items),
+            "alerts": _alerts_files(conf, alerts, items),
+            "health": _health_files(conf, health, items),
+        },
+        conf,
+        host["formula_dir"],
+    )
     next_hops = {"msmtp": _describe(msmtp_target), "postfix": _describe(postfix_upstream) if postfix else ""}
     return {
         "mode": decided["mode"],
@@ -458,7 +478,7 @@ def build(conf, decided, container, host):
         "postfix": postfix,
         "postfix_reason": _postfix_reason(conf, container["container"], postfix),
         "sendmail": "postfix" if postfix else "msmtp",
-        "packages": _packages(conf, postfix),
+        "packages": packages,
         "msmtp": msmtp_target,
         "postfix_upstream": postfix_upstream,
         # Where the first hop of system mail goes: sendmail's next hop is Postfix's where it runs.
@@ -474,29 +494,19 @@ def build(conf, decided, container, host):
         "alerts": alerts,
         "health": health,
         "files": files,
-        "sendmail_provider": _sendmail(conf, postfix),
-        "senders_group": _senders_group(conf, secret_in_msmtprc),
-        "layout": _completed(
-            {
-                "smtp": _smtp_files(conf, files, postfix),
-                "smtp_secrets_absent": {} if postfix else {"secrets-absent": _postfix_secrets_absent(conf)},
-                "msmtp": _msmtp_files(conf, files),
-                "alerts": _alerts_files(conf, alerts),
-                "health": _health_files(conf, health),
-            },
-            conf,
-            host["formula_dir"],
-        ),
-        "clean": cleanup(conf, host),
+        "sendmail_provider": _sendmail(conf, postfix, items),
+        "senders_group": _senders_group(conf, secret_in_msmtprc, items),
+        "layout": layout,
+        "inventory": inventory(items, layout, packages, postfix, files["msmtp_log"]["logfile"]),
+        "clean": cleanup(conf, host, items),
     }
 
 
-def _alerts_plan(conf, host):
+def _alerts_plan(conf, host, items):
     """OnFailure= drop-ins for mail:alerts:units, and the ones to remove."""
     lookup, units = conf["lookup"], conf["alerts"]["units"]
     systemd = host["systemd"]
-    unit_dir = lookup["systemd_unit_dir"]
-    dropins = {unit: f"{unit_dir}/{unit}.d/{ALERT_DROPIN}" for unit in units} if systemd else {}
+    dropins = {unit: items[f"alerts:dropin:{unit}"]["path"] for unit in units} if systemd else {}
     recipient = conf["admin"] or "root"
     if not systemd:
         reason = "systemd does not run here, so no unit can alert on failure: nothing to do"
@@ -510,8 +520,8 @@ def _alerts_plan(conf, host):
         "units": units,
         "interval": conf["alerts"]["interval"],
         "recipient": recipient,
-        "script": f"{lookup['libexec_dir']}/mail-alert",
-        "unit_file": f"{unit_dir}/{ALERT_UNIT}",
+        "script": items["alerts:script"]["path"],
+        "unit_file": items["alerts:unit"]["path"],
         "dropins": dropins,
         "stale_dropins": [path for path in host["installed_dropins"] if path not in dropins.values()],
         "shell_vars": _shell_vars(
@@ -529,7 +539,7 @@ def _shell_vars(**values):
     return {name: shlex.quote(str(value)) for name, value in values.items()}
 
 
-def _health_plan(conf, host):
+def _health_plan(conf, host, items):
     """The daily "is alive" mail: a systemd timer, or a cron entry without systemd."""
     lookup, health = conf["lookup"], conf["health"]
     systemd = host["systemd"]
@@ -544,18 +554,18 @@ def _health_plan(conf, host):
         **health,
         "systemd": systemd,
         "recipient": conf["admin"] or "root",
-        "script": f"{lookup['libexec_dir']}/{HEALTH_UNIT}",
-        "service_file": f"{lookup['systemd_unit_dir']}/{HEALTH_UNIT}.service",
-        "timer_file": f"{lookup['systemd_unit_dir']}/{HEALTH_UNIT}.timer",
-        "timer": f"{HEALTH_UNIT}.timer",
+        "script": items["health:script"]["path"],
+        "service_file": items["health:service"]["path"],
+        "timer_file": items["health:timer"]["path"],
+        "timer": items["health:timer-unit"]["path"],
         "timer_installed": host["health_timer_installed"],
-        "cron_file": f"{lookup['cron_dir']}/{HEALTH_UNIT}",
+        "cron_file": items["health:cron"]["path"],
         "cron_time": {"minute": seed % 60, "hour": seed // 60 % 24},
-        "state_file": f"{lookup['state_dir']}/health.last",
+        "state_file": items["state:health.last"]["path"],
         "shell_vars": _shell_vars(
             recipient=conf["admin"] or "root",
             sendmail=lookup["msmtp"]["sendmail"],
-            state_file=f"{lookup['state_dir']}/health.last",
+            state_file=items["state:health.last"]["path"],
             retries=health["retries"],
             retry_delay=health["retry_delay"],
         ),
@@ -576,26 +586,239 @@ def alert_dropin_glob(unit_dir):
     return f"{unit_dir}/*.d/{ALERT_DROPIN}"
 
 
+# ------------------------------------ everything the formula may touch, once ---
+
+
+def _item(concern, kind, path, key, guard, **extra):
+    """
+    One thing the formula may write, create, run or remove.
+
+    kind
+        ``file``, ``table`` (built by postmap from a file), ``directory``,
+        ``log_file``, ``group``, ``package``, ``program`` (run, never
+        written), ``link`` (the sendmail link) or ``unit``.
+    key
+        The pillar key (under ``mail:``) that names or moves it.
+    guard
+        What makes it the formula's: ``marker`` (its marker line), ``record``
+        (the formula created it and recorded it), ``source`` (a table goes
+        with the marked file it is built from), ``installed`` (the formula
+        installed the package and recorded it), ``own directory`` (only the
+        formula's own files in it are removed, then the directory if empty),
+        ``link to msmtp`` (removed only while it points to msmtp), ``package``
+        (a unit of a package the formula installed), ``root-owned`` (a
+        program it runs: every part of its path root's alone).
+    """
+    return {"concern": concern, "kind": kind, "path": path, "key": key, "guard": guard, **extra}
+
+
+def catalogue(conf, host):
+    """
+    Everything the formula may write, create, run or remove on this host, in
+    any mode, by a stable id: the one place where its paths, names, pillar
+    keys and guards are spelled. The layout, the clean-up, the ownership check
+    and the inventory read it.
+    """
+    items = {}
+    for item in (
+        *_smtp_items(conf),
+        *_msmtp_items(conf, host),
+        *_alerts_items(conf, host),
+        *_health_items(conf),
+        *_state_items(conf),
+    ):
+        items[item.pop("id")] = item
+    return items
+
+
+def _smtp_items(conf):
+    postfix = conf["lookup"]["postfix"]
+    config_dir = postfix["config_dir"]
+    sasl = f"{config_dir}/sasl_passwd"
+    yield _item(
+        "smtp", "file", f"{config_dir}/main.cf", "lookup:postfix:config_dir", "marker", id="smtp:main-cf"
+    )
+    yield _item(
+        "smtp",
+        "file",
+        f"{config_dir}/{MAIN_CF_BEFORE}",
+        "take_over:postfix",
+        "record",
+        id="smtp:main-cf-before",
+    )
+    yield _item("smtp", "file", sasl, "lookup:postfix:config_dir", "marker", id="smtp:sasl-passwd")
+    for table in _tables(sasl, postfix["map_type"]):
+        yield _item(
+            "smtp", "table", table, "lookup:postfix:map_type", "source", source=sasl, id=f"smtp:table:{table}"
+        )
+    for name in ("recipient_canonical", "virtual_alias"):
+        path = f"{config_dir}/{name}"
+        yield _item(
+            "smtp", "file", path, "lookup:postfix:config_dir", "marker", id=f"smtp:{name.replace('_', '-')}"
+        )
+    yield _item("smtp", "unit", postfix["service"], "lookup:postfix:service", "package", id="smtp:service")
+    if postfix["prestart"]:
+        yield _item(
+            "smtp",
+            "program",
+            postfix["prestart"][0],
+            "lookup:postfix:prestart",
+            "root-owned",
+            id="smtp:prestart",
+        )
+    for name in postfix["pkgs"]:
+        yield _item("smtp", "package", name, "lookup:postfix:pkgs", "installed", id=f"smtp:package:{name}")
+
+
+def _msmtp_items(conf, host):
+    msmtp = conf["lookup"]["msmtp"]
+    yield _item("msmtp", "file", msmtp["config"], "lookup:msmtp:config", "marker", id="msmtp:msmtprc")
+    yield _item("msmtp", "file", msmtp["aliases"], "lookup:msmtp:aliases", "marker", id="msmtp:aliases")
+    logfiles = dict.fromkeys(
+        [*([conf["msmtp"]["logfile"]] if conf["msmtp"]["logfile"] else []), *host["owned_files"]]
+    )
+    for path in logfiles:
+        yield _item("msmtp", "log_file", path, "msmtp:logfile", "record", id=f"msmtp:logfile:{path}")
+    yield _item("msmtp", "group", msmtp["group"], "lookup:msmtp:group", "record", id="msmtp:group")
+    yield _item("msmtp", "program", msmtp["binary"], "lookup:msmtp:binary", "root-owned", id="msmtp:binary")
+    yield _item(
+        "msmtp",
+        "link",
+        msmtp["sendmail"],
+        "lookup:msmtp:sendmail",
+        "link to msmtp",
+        target=msmtp["binary"],
+        id="msmtp:sendmail",
+    )
+    packages = ([msmtp["mta_pkg"]] if msmtp["mta_pkg"] else []) + msmtp["pkgs"]
+    for name in packages:
+        key = "lookup:msmtp:mta_pkg" if name == msmtp["mta_pkg"] else "lookup:msmtp:pkgs"
+        yield _item("msmtp", "package", name, key, "installed", id=f"msmtp:package:{name}")
+
+
+def _alerts_items(conf, host):
+    lookup = conf["lookup"]
+    unit_dir = lookup["systemd_unit_dir"]
+    yield _item(
+        "alerts",
+        "file",
+        f"{lookup['libexec_dir']}/mail-alert",
+        "lookup:libexec_dir",
+        "marker",
+        id="alerts:script",
+    )
+    yield _item(
+        "alerts", "file", f"{unit_dir}/{ALERT_UNIT}", "lookup:systemd_unit_dir", "marker", id="alerts:unit"
+    )
+    for unit in conf["alerts"]["units"]:
+        path = f"{unit_dir}/{unit}.d/{ALERT_DROPIN}"
+        yield _item("alerts", "file", path, "alerts:units", "marker", id=f"alerts:dropin:{unit}")
+    for path in host["installed_dropins"]:
+        yield _item("alerts", "file", path, "alerts:units", "marker", id=f"alerts:installed-dropin:{path}")
+
+
+def _health_items(conf):
+    lookup = conf["lookup"]
+    unit_dir = lookup["systemd_unit_dir"]
+    yield _item(
+        "health",
+        "file",
+        f"{lookup['libexec_dir']}/{HEALTH_UNIT}",
+        "lookup:libexec_dir",
+        "marker",
+        id="health:script",
+    )
+    for suffix in ("service", "timer"):
+        path = f"{unit_dir}/{HEALTH_UNIT}.{suffix}"
+        yield _item("health", "file", path, "lookup:systemd_unit_dir", "marker", id=f"health:{suffix}")
+    yield _item(
+        "health", "file", f"{lookup['cron_dir']}/{HEALTH_UNIT}", "lookup:cron_dir", "marker", id="health:cron"
+    )
+    yield _item("health", "unit", f"{HEALTH_UNIT}.timer", "health:enabled", "marker", id="health:timer-unit")
+
+
+# What the formula keeps in its state directory: removed by mail.clean with it.
+STATE_FILES = ("health.last", "owned.json", "owned.json.new")
+STATE_SUBDIRS = ("alerts",)
+
+
+def _state_items(conf):
+    lookup = conf["lookup"]
+    for key in ("libexec_dir", "state_dir"):
+        yield _item("state", "directory", lookup[key], f"lookup:{key}", "own directory", id=f"state:{key}")
+    state_dir = lookup["state_dir"]
+    for name in STATE_FILES:
+        yield _item(
+            "state", "file", f"{state_dir}/{name}", "lookup:state_dir", "own directory", id=f"state:{name}"
+        )
+    for name in STATE_SUBDIRS:
+        yield _item(
+            "state",
+            "directory",
+            f"{state_dir}/{name}",
+            "lookup:state_dir",
+            "own directory",
+            id=f"state:{name}",
+        )
+
+
+def inventory(items, layout, packages, postfix, logfile):
+    """
+    The catalogue as a list, each item saying whether this plan wants it
+    (``wanted``) and, for files, with the owner and mode the plan gives it.
+    """
+    files = {file["path"]: file for concern in layout.values() for file in concern.values()}
+    used = {
+        "package": set(packages["install"]),
+        "program": {
+            items["msmtp:binary"]["path"],
+            *([items["smtp:prestart"]["path"]] if postfix and "smtp:prestart" in items else []),
+        },
+        "unit": {items["smtp:service"]["path"]} if postfix else set(),
+        "log_file": {logfile} if logfile else set(),
+    }
+    result = []
+    for item_id, item in sorted(items.items()):
+        entry = {"id": item_id, **item, "user": "root", "group": "root", "mode": ""}
+        file = files.get(item["path"]) if item["kind"] == "file" else None
+        if file is not None:
+            entry["wanted"] = file["present"]
+            if file["present"]:
+                entry.update({name: file[name] for name in ("user", "group", "mode")})
+        else:
+            entry["wanted"] = item["path"] in used.get(item["kind"], ())
+        result.append(entry)
+    return result
+
+
 # ------------------------------------------------ the files, state by state ---
 
 
-def _smtp_files(conf, files, postfix):
+def _smtp_files(conf, files, postfix, items):
     """The Postfix relay's files, by the suffix of their state ID (mail-smtp-config-<key>)."""
     if not postfix:
         return {}
-    config_dir = conf["lookup"]["postfix"]["config_dir"]
-    sasl = f"{config_dir}/sasl_passwd"
+    sasl = items["smtp:sasl-passwd"]
+    tables = [
+        items[f"smtp:table:{path}"] for path in _tables(sasl["path"], conf["lookup"]["postfix"]["map_type"])
+    ]
+    main_cf = _from_template(
+        items["smtp:main-cf"], "main.cf.jinja", conf, context={"params": files["main_cf"]}
+    )
+    main_cf["must_keep"] = files["main_cf"]
+    main_cf["keep_as"] = items["smtp:main-cf-before"]["path"] if conf["take_over"]["postfix"] else ""
     layout = {
-        "main-cf": _from_template(
-            f"{config_dir}/main.cf", "main.cf.jinja", conf, context={"params": files["main_cf"]}
-        ),
+        "main-cf": main_cf,
         "sasl-passwd": _from_template(sasl, "sasl_passwd.jinja", conf, mode="0600", secret=True)
         if files["sasl_passwd"]
-        else _absent(sasl, _tables(sasl, conf["lookup"]["postfix"]["map_type"])),
+        else _absent(sasl, tables),
     }
+    if files["sasl_passwd"]:
+        wanted = map_file(sasl["path"], conf["lookup"]["postfix"]["map_type"])
+        layout["sasl-passwd"]["stale_tables"] = [table["path"] for table in tables if table["path"] != wanted]
     for name in ("recipient_canonical", "virtual_alias"):
-        path = f"{config_dir}/{name}"
-        layout[name.replace("_", "-")] = _with_contents(path, files[name]) if files[name] else _absent(path)
+        item = items[f"smtp:{name.replace('_', '-')}"]
+        layout[name.replace("_", "-")] = _with_contents(item, files[name]) if files[name] else _absent(item)
     return layout
 
 
@@ -604,155 +827,157 @@ def _completed(layout, conf, formula_dir):
     with the formula's own, and removing one asks what the formula recorded."""
     for files in layout.values():
         for file in files.values():
+            file["state_dir"] = conf["lookup"]["state_dir"]
             if file["present"] and file["template"]:
                 file["sources"] = [*file["sources"], f"salt://{formula_dir}/files/{file['template']}"]
-            elif not file["present"]:
-                file["state_dir"] = conf["lookup"]["state_dir"]
     return layout
 
 
-def _postfix_secrets_absent(conf):
+def _postfix_secrets_absent(items):
     """What a host without the local relay must not keep: the relay's password and its tables."""
-    sasl = f"{conf['lookup']['postfix']['config_dir']}/sasl_passwd"
-    return _absent(sasl, _tables(sasl, conf["lookup"]["postfix"]["map_type"]))
+    sasl = items["smtp:sasl-passwd"]
+    return _absent(sasl, [item for item in items.values() if item.get("source") == sasl["path"]])
 
 
-def _msmtp_files(conf, files):
+def _msmtp_files(conf, files, items):
     """msmtp's files, by the suffix of their state ID (mail-msmtp-config-<key>)."""
     msmtp = conf["lookup"]["msmtp"]
     secret = files["secret_in_msmtprc"]
+    aliases = items["msmtp:aliases"]
     return {
         "msmtprc": _from_template(
-            msmtp["config"],
+            items["msmtp:msmtprc"],
             "msmtprc.jinja",
             conf,
             mode="0640" if secret else "0644",
             group=msmtp["group"] if secret else "root",
             secret=True,
         ),
-        "aliases": _with_contents(msmtp["aliases"], files["msmtp_aliases"])
+        "aliases": _with_contents(aliases, files["msmtp_aliases"])
         if files["msmtp_aliases"]
-        else _absent(msmtp["aliases"]),
+        else _absent(aliases),
     }
 
 
-def _senders_group(conf, secret_in_msmtprc):
+def _senders_group(conf, secret_in_msmtprc, items):
     """The formula's group of mail:senders: only where msmtprc holds a password."""
     return {
-        "name": conf["lookup"]["msmtp"]["group"],
+        "name": items["msmtp:group"]["path"],
         "present": secret_in_msmtprc,
         "members": conf["senders"] if secret_in_msmtprc else [],
+        "take_over": conf["take_over"]["senders_group"],
     }
 
 
-def _alerts_files(conf, alerts):
+def _alerts_files(conf, alerts, items):
     """The alert script, its unit, and one OnFailure= drop-in per unit (stale ones absent)."""
     if not alerts["systemd"]:
         return {}
     active = alerts["active"]
+    script, unit = items["alerts:script"], items["alerts:unit"]
     layout = {
         "script": _from_template(
-            alerts["script"],
+            script,
             "mail-alert.sh.jinja",
             conf,
             mode="0755",
             context={"shell_vars": alerts["shell_vars"]},
         )
         if active
-        else _absent(alerts["script"]),
-        "unit": _from_template(
-            alerts["unit_file"], "mail-alert@.service.jinja", conf, context={"script": alerts["script"]}
-        )
+        else _absent(script),
+        "unit": _from_template(unit, "mail-alert@.service.jinja", conf, context={"script": alerts["script"]})
         if active
-        else _absent(alerts["unit_file"]),
+        else _absent(unit),
     }
-    for unit, path in sorted(alerts["dropins"].items()):
-        layout[f"dropin-{unit}"] = _from_template(path, "mail-alert-dropin.conf", conf)
+    for name in sorted(alerts["dropins"]):
+        layout[f"dropin-{name}"] = _from_template(
+            items[f"alerts:dropin:{name}"], "mail-alert-dropin.conf", conf
+        )
     for path in alerts["stale_dropins"]:
-        layout[f"stale-dropin-{path}"] = _absent(path)
+        layout[f"stale-dropin-{path}"] = _absent(items[f"alerts:installed-dropin:{path}"])
     return layout
 
 
-def _health_files(conf, health):
+def _health_files(conf, health, items):
     """The "is alive" script, and its timer units with systemd or its cron entry without."""
     enabled, systemd = health["enabled"], health["systemd"]
     context = {k: v for k, v in health.items() if k not in ("files",)}
-    script = _from_template(
-        health["script"],
-        "mail-health.sh.jinja",
-        conf,
-        mode="0755",
-        context={"shell_vars": health["shell_vars"]},
-    )
-    layout = {"script": script if enabled else _absent(health["script"])}
+    script = items["health:script"]
+    layout = {
+        "script": _from_template(
+            script, "mail-health.sh.jinja", conf, mode="0755", context={"shell_vars": health["shell_vars"]}
+        )
+        if enabled
+        else _absent(script)
+    }
     if systemd:
         for key, template in (("service", "mail-health.service.jinja"), ("timer", "mail-health.timer.jinja")):
-            path = health[f"{key}_file"]
-            layout[key] = _from_template(path, template, conf, context=context) if enabled else _absent(path)
+            item = items[f"health:{key}"]
+            layout[key] = _from_template(item, template, conf, context=context) if enabled else _absent(item)
     else:
-        cron = _from_template(health["cron_file"], "mail-health.cron.jinja", conf, context=context)
-        layout["cron"] = cron if enabled else _absent(health["cron_file"])
+        cron = items["health:cron"]
+        layout["cron"] = (
+            _from_template(cron, "mail-health.cron.jinja", conf, context=context)
+            if enabled
+            else _absent(cron)
+        )
     return layout
 
 
-def cleanup(conf, host):
+def _paths(items, concern, *kinds, guards=None):
+    """The paths (or names) of ``concern``'s items of ``kinds``, each once."""
+    return list(
+        dict.fromkeys(
+            item["path"]
+            for item in items.values()
+            if item["concern"] == concern
+            and item["kind"] in kinds
+            and (guards is None or item["guard"] in guards)
+        )
+    )
+
+
+def cleanup(conf, host, items=None):
     """
     What ``mail.clean`` and its per-concern clean states remove, whatever the
-    current mode: packages, units and every file the formula may have written.
+    current mode, read off the catalogue: units, every file the formula may
+    have written, and the packages it installed (``host["owned_packages"]``;
+    of Postfix's, the first only: the others may serve other programs).
     Only files that carry the formula's marker or that it recorded as its own
     are removed (``mailstack.formula_files_absent``).
 
     host
-        ``systemd``, ``health_timer_installed``, ``installed_dropins`` and
-        ``owned_files`` (recorded in the state directory).
+        ``systemd``, ``health_timer_installed``, ``installed_dropins``,
+        ``owned_files`` and ``owned_packages`` (recorded in the state directory).
     """
-    lookup = conf["lookup"]
-    postfix, msmtp = lookup["postfix"], lookup["msmtp"]
-    sasl = f"{postfix['config_dir']}/sasl_passwd"
-    unit_dir = lookup["systemd_unit_dir"]
+    items = items or catalogue(conf, host)
+    owned = host["owned_packages"]
+    postfix_packages = _paths(items, "smtp", "package")[:1]
+    state_dir = items["state:state_dir"]["path"]
+    state = {"state_dir": state_dir, "owned": list(owned)}
     return {
+        "packages": state,
         "smtp": {
-            "service": postfix["service"],
-            "packages": postfix["pkgs"][:1],
-            "files": [
-                f"{postfix['config_dir']}/main.cf",
-                sasl,
-                f"{postfix['config_dir']}/recipient_canonical",
-                f"{postfix['config_dir']}/virtual_alias",
-            ],
-            "tables": _tables(sasl, postfix["map_type"]),
+            # An operator's own Postfix keeps running after mail.clean.
+            "service": items["smtp:service"]["path"] if set(postfix_packages) & set(owned) else "",
+            "packages": [name for name in postfix_packages if name in owned],
+            "files": _paths(items, "smtp", "file", guards=("marker",)),
+            "tables": _paths(items, "smtp", "table"),
         },
         "msmtp": {
-            "packages": ([msmtp["mta_pkg"]] if msmtp["mta_pkg"] else []) + msmtp["pkgs"],
-            "files": [msmtp["config"], msmtp["aliases"], *host["owned_files"]],
-            "group": msmtp["group"],
-            "sendmail_link": None
-            if msmtp["mta_pkg"]
-            else {"path": msmtp["sendmail"], "target": msmtp["binary"]},
+            "packages": [name for name in _paths(items, "msmtp", "package") if name in owned],
+            "files": _paths(items, "msmtp", "file", "log_file"),
+            "group": items["msmtp:group"]["path"],
+            "sendmail_link": None if conf["lookup"]["msmtp"]["mta_pkg"] else _sendmail_link(items),
         },
-        "alerts": {
-            "files": [
-                f"{lookup['libexec_dir']}/mail-alert",
-                f"{unit_dir}/{ALERT_UNIT}",
-                *host["installed_dropins"],
-            ],
-            "systemd": host["systemd"],
-        },
+        "alerts": {"files": _paths(items, "alerts", "file"), "systemd": host["systemd"]},
         "health": {
-            "timer": f"{HEALTH_UNIT}.timer" if host["health_timer_installed"] else "",
-            "files": [
-                f"{lookup['libexec_dir']}/{HEALTH_UNIT}",
-                f"{lookup['cron_dir']}/{HEALTH_UNIT}",
-                f"{unit_dir}/{HEALTH_UNIT}.service",
-                f"{unit_dir}/{HEALTH_UNIT}.timer",
-            ],
+            "timer": items["health:timer-unit"]["path"] if host["health_timer_installed"] else "",
+            "files": _paths(items, "health", "file"),
             "systemd": host["systemd"],
         },
         "directories": {
-            lookup["libexec_dir"]: {"files": [], "subdirs": []},
-            lookup["state_dir"]: {
-                "files": ["health.last", "owned.json", "owned.json.new"],
-                "subdirs": ["alerts"],
-            },
+            items["state:libexec_dir"]["path"]: {"files": [], "subdirs": []},
+            state_dir: {"files": list(STATE_FILES), "subdirs": list(STATE_SUBDIRS)},
         },
     }

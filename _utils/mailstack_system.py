@@ -5,6 +5,7 @@ shell, and reading Postfix's parameters. The caller passes its ``__salt__``,
 so that commands run through Salt's ``cmd.run_all`` (and its logging).
 """
 
+import glob
 import os
 
 
@@ -42,3 +43,30 @@ def postconf_values(salt, *parameters):
         if equals and name in parameters:
             values[name] = value.strip()
     return values
+
+
+def _unpacked_by_dpkg(name, root):
+    """Whether dpkg holds a file list of package ``name``: it does for every
+    installed package (and for a half-installed one), not for others."""
+    info = os.path.join(root, "var/lib/dpkg/info")
+    return os.path.exists(os.path.join(info, f"{name}.list")) or bool(
+        glob.glob(os.path.join(info, f"{name}:*.list"))
+    )
+
+
+def installed_packages(salt, grains, pkgs, root="/"):
+    """Which of ``pkgs`` are installed. On Debian one ``dpkg-query`` for just
+    those of these names dpkg has a file list of (none: no query; exit status
+    1: some are unknown to dpkg, so not installed); elsewhere, or when
+    dpkg-query fails, Salt's ``pkg.list_pkgs``, which lists every package of
+    the system."""
+    if grains.get("os_family") == "Debian":
+        pkgs = [name for name in pkgs if _unpacked_by_dpkg(name, root)]
+        if not pkgs:
+            return set()
+        query = ["dpkg-query", "--show", "--showformat=${Package} ${Status}\\n", "--", *pkgs]
+        out = run(salt, query)
+        if out["retcode"] in (0, 1):
+            rows = [line.split() for line in out["stdout"].splitlines()]
+            return {row[0] for row in rows if row and row[0] in pkgs and row[-1] == "installed"}
+    return set(salt["pkg.list_pkgs"]()) & set(pkgs)

@@ -1,5 +1,5 @@
-{#- Undo msmtp: its packages purged, its files and the senders' group removed,
-    a sendmail symlink the formula made gone. #}
+{#- Undo msmtp: the packages the formula installed purged, its files and the
+    senders' group removed, a sendmail symlink the formula made gone. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
                   else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
@@ -12,15 +12,17 @@ include:
 {%- else %}
 
 mail-msmtp-clean-packages-purged:
-  pkg.purged:
+  mailstack.packages_removed:
     - pkgs: {{ clean.packages | json }}
+    - state_dir: {{ plan.clean.packages.state_dir | json }}
+    - purge: true
 
 mail-msmtp-clean-senders-group-absent:
   mailstack.owned_group_absent:
     - name: {{ clean.group | json }}
     - state_dir: {{ mail.lookup.state_dir | json }}
     - require:
-      - pkg: mail-msmtp-clean-packages-purged
+      - mailstack: mail-msmtp-clean-packages-purged
 
 {#- Only what carries the formula's marker, or what it recorded creating. #}
 mail-msmtp-clean-files-absent:
@@ -28,7 +30,7 @@ mail-msmtp-clean-files-absent:
     - paths: {{ clean.files | json }}
     - state_dir: {{ mail.lookup.state_dir | json }}
     - require:
-      - pkg: mail-msmtp-clean-packages-purged
+      - mailstack: mail-msmtp-clean-packages-purged
 {%-   if clean.sendmail_link %}
 
 mail-msmtp-clean-sendmail-link-absent:

@@ -17,6 +17,7 @@ mail-msmtp-config-senders-group:
     - name: {{ group.name | json }}
     - members: {{ group.members | json }}
     - state_dir: {{ mail.lookup.state_dir | json }}
+    - take_over: {{ group.take_over | json }}
     - require_in:
       - file: mail-msmtp-config-msmtprc-private
 

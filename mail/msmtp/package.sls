@@ -11,4 +11,6 @@ include:
 mail-msmtp-package-installed:
   mailstack.packages_installed:
     - pkgs: {{ plan.packages.by_state.msmtp | json }}
+    - state_dir: {{ plan.packages.state_dir | json }}
+    - owned: {{ plan.packages.owned | json }}
 {%- endif %}

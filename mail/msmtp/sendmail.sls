@@ -18,6 +18,8 @@ mail-msmtp-sendmail:
 {%-     if provider.package %}
   mailstack.packages_installed:
     - pkgs: {{ [provider.package] | json }}
+    - state_dir: {{ plan.packages.state_dir | json }}
+    - owned: {{ plan.packages.owned | json }}
 {%-     else %}
   file.symlink:
     - name: {{ provider.link.path | json }}

@@ -1,5 +1,5 @@
-{#- Undo the local relay: Postfix stopped and purged, the formula's files in
-    its configuration directory removed. #}
+{#- Undo the local relay: Postfix stopped and purged if the formula installed
+    it, the formula's files in its configuration directory removed. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
                   else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
@@ -10,16 +10,20 @@
 include:
   - {{ blocked }}
 {%- else %}
+{%-   if clean.service %}
 
 mail-smtp-clean-service-dead:
   mailstack.postfix_dead:
     - name: {{ clean.service | json }}
+    - require_in:
+      - mailstack: mail-smtp-clean-package-purged
+{%-   endif %}
 
 mail-smtp-clean-package-purged:
-  pkg.purged:
+  mailstack.packages_removed:
     - pkgs: {{ clean.packages | json }}
-    - require:
-      - mailstack: mail-smtp-clean-service-dead
+    - state_dir: {{ plan.clean.packages.state_dir | json }}
+    - purge: true
 
 mail-smtp-clean-files-absent:
   mailstack.formula_files_absent:
@@ -27,5 +31,5 @@ mail-smtp-clean-files-absent:
     - tables: {{ clean.tables | json }}
     - state_dir: {{ mail.lookup.state_dir | json }}
     - require:
-      - pkg: mail-smtp-clean-package-purged
+      - mailstack: mail-smtp-clean-package-purged
 {%- endif %}

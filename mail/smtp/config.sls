@@ -25,6 +25,7 @@ mail-smtp-config-sasl-passwd-table:
   mailstack.postmapped:
     - name: {{ file.path | json }}
     - map_type: {{ mail.lookup.postfix.map_type }}
+    - stale_tables: {{ file.stale_tables | json }}
     - require:
       - mailstack: mail-smtp-config-sasl-passwd
 {%-     endif %}

@@ -14,6 +14,7 @@ include:
 mail-smtp-package-conflicts-removed:
   mailstack.packages_removed:
     - pkgs: {{ plan.packages.remove | json }}
+    - state_dir: {{ plan.packages.state_dir | json }}
     - require_in:
       - mailstack: mail-smtp-package-installed
 {%-   endif %}
@@ -30,6 +31,8 @@ mail-smtp-package-sendmail-link-removed:
 mail-smtp-package-installed:
   mailstack.packages_installed:
     - pkgs: {{ plan.packages.by_state.postfix | json }}
+    - state_dir: {{ plan.packages.state_dir | json }}
+    - owned: {{ plan.packages.owned | json }}
     - require:
       - mailstack: mail-smtp-config-main-cf
 {%- else %}
@@ -37,6 +40,7 @@ mail-smtp-package-installed:
 mail-smtp-package-removed:
   mailstack.packages_removed:
     - pkgs: {{ plan.packages.remove | json }}
+    - state_dir: {{ plan.packages.state_dir | json }}
     - require:
       - mailstack: mail-smtp-service-dead
 {%- endif %}

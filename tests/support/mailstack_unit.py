@@ -142,6 +142,7 @@ def names_key(message: str, key: str) -> bool:
     return re.search(rf"{re.escape(key)}(?=:? |:?$)", message) is not None
 
 
-def install_and_remove(plan):
-    """The packages a plan installs and removes, without which state does it."""
-    return {key: plan["packages"][key] for key in ("install", "remove")}
+def install_and_unwanted(plan):
+    """The packages a plan installs and has no use for (removed where the
+    formula installed them), without which state does it."""
+    return {key: plan["packages"][key] for key in ("install", "unwanted")}

@@ -354,7 +354,10 @@ def test_mapdata_blocks_every_state_but_the_clean_ones_when_mail_is_disabled(con
 
     assert module.mapdata("mail.msmtp.config", "mail")["blocked"] == "mail.disabled"
     assert module.mapdata("mail.clean", "mail")["blocked"] == ""
-    assert module.mapdata("mail.smtp.clean", "mail")["plan"]["clean"]["smtp"]["packages"] == ["postfix"]
+    assert (
+        module.mapdata("mail.smtp.clean", "mail")["plan"]["clean"]["smtp"]["files"][0]
+        == "/etc/postfix/main.cf"
+    )
 
 
 def test_mapdata_blocks_with_the_error_on_invalid_pillar(configure):

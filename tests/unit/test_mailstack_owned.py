@@ -45,7 +45,7 @@ def test_a_recorded_file_is_the_formulas_and_forgotten_once_removed(tmp_path, st
     owned.record(state_dir, "files", str(log))
 
     assert owned.remove_if_ours(str(log), state_dir) == "removed"
-    assert owned.load(state_dir) == {"files": [], "groups": []}
+    assert owned.load(state_dir) == {"files": [], "groups": [], "packages": []}
 
 
 def test_a_private_file_is_never_readable_by_others_from_its_creation(tmp_path):
@@ -74,11 +74,65 @@ def test_foreign_file_problem_names_a_file_the_formula_did_not_write(tmp_path):
     assert owned.foreign_file_problem(str(tmp_path / "new")) is None
 
 
-def test_only_recorded_groups_and_the_legacy_default_are_the_formulas(state_dir):
+def test_only_recorded_groups_are_the_formulas_even_with_the_default_name(state_dir):
     assert not owned.owns(state_dir, "groups", "sudo")
+    assert not owned.owns(state_dir, "groups", "mail-senders")
     owned.record(state_dir, "groups", "mail-web")
     assert owned.owns(state_dir, "groups", "mail-web")
-    assert owned.owns(state_dir, "groups", "mail-senders")
+
+
+def test_the_package_record_starts_once_with_what_an_older_formula_installed(state_dir):
+    assert not owned.records_packages(state_dir)
+
+    assert owned.adopt_packages(state_dir, ["postfix"]) is True
+    assert owned.adopt_packages(state_dir, ["msmtp"]) is False
+    assert owned.load(state_dir)["packages"] == ["postfix"]
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        pytest.param(
+            lambda p: p.chmod(0o1777), "writable by users other than root", id="world-writable-sticky"
+        ),
+        pytest.param(
+            lambda p: p.chmod(0o775) or os.chown(p, 0, 1),
+            "writable by users other than root",
+            id="group-writable",
+        ),
+        pytest.param(lambda p: os.chown(p, 65534, 0), "not owned by root", id="owned-by-nobody"),
+    ],
+)
+def test_a_directory_others_could_change_is_unsafe_for_root_to_write_into(tmp_path, make, problem):
+    directory = tmp_path / "dir"
+    (directory / "mailstack").mkdir(parents=True)
+    make(directory)
+
+    found = owned.unsafe_path_problem("/dir/mailstack", str(tmp_path))
+
+    assert found and problem in found and "/dir" in found
+
+
+def test_a_root_owned_path_is_safe_and_one_through_a_link_is_not(tmp_path):
+    (tmp_path / "usr" / "lib" / "mailstack").mkdir(parents=True)
+    (tmp_path / "lib").symlink_to(tmp_path / "usr" / "lib")
+
+    assert owned.unsafe_path_problem("/usr/lib/mailstack", str(tmp_path)) is None
+    assert owned.unsafe_path_problem("/usr/lib/missing/deeper", str(tmp_path)) is None
+    assert "symbolic link" in owned.unsafe_path_problem("/lib/mailstack", str(tmp_path))
+
+
+def test_a_program_may_be_a_root_owned_link_to_a_root_owned_file_but_not_into_a_users_directory(tmp_path):
+    (tmp_path / "usr" / "bin").mkdir(parents=True)
+    (tmp_path / "usr" / "bin" / "msmtp").write_text("")
+    (tmp_path / "home" / "eve").mkdir(parents=True)
+    os.chown(tmp_path / "home" / "eve", 65534, 65534)
+    (tmp_path / "home" / "eve" / "msmtp").write_text("")
+    (tmp_path / "usr" / "bin" / "good").symlink_to(tmp_path / "usr" / "bin" / "msmtp")
+    (tmp_path / "usr" / "bin" / "evil").symlink_to(tmp_path / "home" / "eve" / "msmtp")
+
+    assert owned.unsafe_path_problem("/usr/bin/good", str(tmp_path), follow_last=True) is None
+    assert "not owned by root" in owned.unsafe_path_problem("/usr/bin/evil", str(tmp_path), follow_last=True)
 
 
 # ----------------------------- the module refuses what is not the formula's ---

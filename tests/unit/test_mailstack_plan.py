@@ -22,7 +22,7 @@ from tests.support.mailstack_unit import (
     RELAY_HOST,
     SECRET,
     SMARTHOST_ACCOUNT,
-    install_and_remove,
+    install_and_unwanted,
     mailu,
     main_cf,
     msmtprc,
@@ -56,7 +56,7 @@ def test_plan_mailu_direct_uses_msmtp_straight_to_mailu(configure):
     assert result["mode"] == "mailu"
     assert result["postfix"] is False
     assert result["sendmail"] == "msmtp"
-    assert install_and_remove(result) == {"install": ["msmtp", "msmtp-mta"], "remove": ["postfix"]}
+    assert install_and_unwanted(result) == {"install": ["msmtp", "msmtp-mta"], "unwanted": ["postfix"]}
     assert result["postfix_upstream"] is None
     target = result["msmtp"]
     assert (target["host"], target["port"], target["tls"], target["user"]) == (
@@ -103,9 +103,9 @@ def test_plan_mailu_with_queue_outside_a_container_queues_in_postfix(configure):
 
     assert result["postfix"] is True
     assert result["sendmail"] == "postfix"
-    assert install_and_remove(result) == {
+    assert install_and_unwanted(result) == {
         "install": ["msmtp", "postfix", "libsasl2-modules"],
-        "remove": ["msmtp-mta"],
+        "unwanted": ["msmtp-mta"],
     }
     assert result["msmtp"] == {
         "host": "127.0.0.1",
@@ -160,7 +160,7 @@ def test_plan_mailu_with_queue_in_a_container_sends_directly(configure):
     assert result["sendmail"] == "msmtp"
     assert result["postfix_upstream"] is None
     assert result["msmtp"]["host"] == MAILU_HOST
-    assert install_and_remove(result) == {"install": ["msmtp", "msmtp-mta"], "remove": ["postfix"]}
+    assert install_and_unwanted(result) == {"install": ["msmtp", "msmtp-mta"], "unwanted": ["postfix"]}
     assert "container" in result["postfix_reason"]
     assert main_cf(result) == {}
 
@@ -171,7 +171,7 @@ def test_plan_relay_with_relayhost_outside_a_container_uses_postfix(configure):
     assert result["mode"] == "relay"
     assert result["postfix"] is True
     assert result["sendmail"] == "postfix"
-    assert result["packages"]["remove"] == ["msmtp-mta"]
+    assert result["packages"]["unwanted"] == ["msmtp-mta"]
     assert result["msmtp"]["host"] == "127.0.0.1"
     upstream = result["postfix_upstream"]
     assert (upstream["host"], upstream["port"], upstream["tls"], upstream["user"]) == (
@@ -249,7 +249,7 @@ def test_plan_relay_in_a_container_with_relayhost_sends_directly_with_msmtp(conf
     assert result["postfix"] is False
     assert result["sendmail"] == "msmtp"
     assert result["postfix_upstream"] is None
-    assert install_and_remove(result) == {"install": ["msmtp", "msmtp-mta"], "remove": ["postfix"]}
+    assert install_and_unwanted(result) == {"install": ["msmtp", "msmtp-mta"], "unwanted": ["postfix"]}
     rc = msmtprc(result)
     assert (rc["host"], rc["port"], rc["tls"], rc["tls_starttls"]) == (RELAY_HOST, "587", "on", "on")
     assert (rc["auth"], rc["user"]) == ("on", "bob")
@@ -330,11 +330,14 @@ def test_plan_without_admin_has_no_msmtp_aliases(configure):
 
 def test_plan_on_redhat_uses_a_sendmail_symlink_instead_of_an_mta_package(configure):
     direct = configure({"mailu": mailu(), "container": False}, os_family="RedHat").plan()
-    assert install_and_remove(direct) == {"install": ["msmtp"], "remove": ["postfix"]}
+    assert install_and_unwanted(direct) == {"install": ["msmtp"], "unwanted": ["postfix"]}
     assert direct["msmtp"]["ca_file"] == REDHAT_CA
 
     queued = configure({"mailu": mailu(queue=True), "container": False}, os_family="RedHat").plan()
-    assert install_and_remove(queued) == {"install": ["msmtp", "postfix", "cyrus-sasl-plain"], "remove": []}
+    assert install_and_unwanted(queued) == {
+        "install": ["msmtp", "postfix", "cyrus-sasl-plain"],
+        "unwanted": [],
+    }
     assert main_cf(queued)["smtp_tls_CAfile"] == REDHAT_CA
 
 
@@ -410,11 +413,6 @@ TOO_LONG_FOR_MSMTP = [
     pytest.param({"relay": relay(password="p" * 489)}, "mail:relay:password", id="relay_password"),
     pytest.param({"relay": relay(ca_file="/" + "c" * 484)}, "mail:relay:ca_file", id="relay_ca_file"),
     pytest.param({"lookup": {"ca_bundle": "/" + "c" * 484}}, "mail:lookup:ca_bundle", id="ca_bundle"),
-    pytest.param(
-        {"lookup": {"msmtp": {"aliases": "/etc/" + "a" * 488}}},
-        "mail:lookup:msmtp:aliases",
-        id="aliases_path",
-    ),
 ]
 
 
@@ -494,7 +492,7 @@ def test_plan_msmtp_uses_the_aliases_file_for_aliases_without_admin(configure):
 EXTRA = {
     "message_size_limit": 20480000,
     "maximal_queue_lifetime": "2d",
-    "smtp_tls_mandatory_protocols": ["!SSLv2", "!SSLv3"],
+    "smtp_tls_mandatory_protocols": ["!SSLv2", "!SSLv3", "!TLSv1", "!TLSv1.1"],
     "smtputf8_enable": False,
     "bounce_queue_lifetime": 1.5,
 }
@@ -507,7 +505,7 @@ def test_plan_main_cf_merges_extra_parameters_as_postfix_values(configure, pilla
     params = main_cf(result)
     assert params["message_size_limit"] == "20480000"
     assert params["maximal_queue_lifetime"] == "2d"
-    assert params["smtp_tls_mandatory_protocols"] == "!SSLv2, !SSLv3"
+    assert params["smtp_tls_mandatory_protocols"] == "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"
     assert params["smtputf8_enable"] == "no"
     assert params["bounce_queue_lifetime"] == "1.5"
     assert {key: params[key] for key in NULL_CLIENT} == NULL_CLIENT
@@ -669,7 +667,12 @@ def test_plan_layout_makes_msmtprc_private_to_the_senders_group_only_where_it_ho
 
     private = direct["layout"]["msmtp"]["msmtprc"]
     assert (private["mode"], private["group"], private["secret"]) == ("0640", "mail-senders", True)
-    assert direct["senders_group"] == {"name": "mail-senders", "present": True, "members": ["www-data"]}
+    assert direct["senders_group"] == {
+        "name": "mail-senders",
+        "present": True,
+        "members": ["www-data"],
+        "take_over": False,
+    }
     public = relayed["layout"]["msmtp"]["msmtprc"]
     assert (public["mode"], public["group"]) == ("0644", "root")
     assert relayed["senders_group"]["present"] is False
@@ -682,6 +685,8 @@ def test_plan_without_the_local_relay_only_removes_its_password_and_tables(confi
     assert result["layout"]["smtp_secrets_absent"] == {
         "secrets-absent": {
             "path": "/etc/postfix/sasl_passwd",
+            "key": "lookup:postfix:config_dir",
+            "guard": "marker",
             "present": False,
             "tables": ["/etc/postfix/sasl_passwd.db", "/etc/postfix/sasl_passwd.lmdb"],
             "state_dir": "/var/lib/mailstack",
@@ -712,7 +717,7 @@ def test_plan_packages_by_state_add_up_to_what_is_installed(configure):
         packages = configure(pillar).plan()["packages"]
         by_state = packages["by_state"]
         assert by_state["msmtp"] + by_state["postfix"] + by_state["sendmail"] == packages["install"], pillar
-        assert not set(packages["install"]) & set(packages["remove"]), pillar
+        assert not set(packages["install"]) & set(packages["unwanted"]), pillar
 
 
 def test_plan_cleanup_removes_every_file_the_plan_writes(configure):
@@ -731,9 +736,55 @@ def test_plan_cleanup_removes_every_file_the_plan_writes(configure):
 def test_plan_cleanup_is_known_when_mail_is_disabled(configure):
     result = configure({"enabled": False}).plan()
 
-    assert result["clean"]["smtp"]["packages"] == ["postfix"]
     assert "/etc/msmtprc" in result["clean"]["msmtp"]["files"]
-    assert result["clean"]["msmtp"]["packages"] == ["msmtp-mta", "msmtp"]
+    assert "/etc/postfix/main.cf" in result["clean"]["smtp"]["files"]
+
+
+def test_plan_cleanup_purges_only_packages_the_formula_recorded_installing(configure, fake_root):
+    state_dir = fake_root / "var" / "lib" / "mailstack"
+    state_dir.mkdir(parents=True)
+    (state_dir / "owned.json").write_text('{"files": [], "groups": [], "packages": ["msmtp", "postfix"]}')
+
+    clean = configure({"enabled": False}).plan()["clean"]
+
+    assert clean["smtp"]["packages"] == ["postfix"] and clean["smtp"]["service"] == "postfix"
+    assert clean["msmtp"]["packages"] == ["msmtp"]
+
+
+def test_plan_cleanup_leaves_packages_and_a_running_postfix_the_formula_did_not_install(configure):
+    clean = configure({"enabled": False}).plan()["clean"]
+
+    assert clean["smtp"]["packages"] == [] and clean["smtp"]["service"] == ""
+    assert clean["msmtp"]["packages"] == []
+
+
+def test_a_record_from_before_packages_were_recorded_counts_postfix_as_the_formulas_where_main_cf_is(
+    configure, fake_root
+):
+    postfix_dir = fake_root / "etc" / "postfix"
+    postfix_dir.mkdir(parents=True)
+    (postfix_dir / "main.cf").write_text("# Managed by Salt (mail formula): a send-only Postfix\n")
+
+    result = configure({"container": False, "mailu": mailu()}).plan()
+
+    assert result["packages"]["remove"] == ["postfix"]
+    assert result["clean"]["smtp"]["packages"] == ["postfix"]
+    assert result["clean"]["msmtp"]["packages"] == []
+
+
+def test_a_switch_away_from_the_relay_removes_postfix_only_where_the_formula_installed_it(
+    configure, fake_root
+):
+    state_dir = fake_root / "var" / "lib" / "mailstack"
+    state_dir.mkdir(parents=True)
+    (state_dir / "owned.json").write_text('{"packages": []}')
+    postfix_dir = fake_root / "etc" / "postfix"
+    postfix_dir.mkdir(parents=True)
+    (postfix_dir / "main.cf").write_text("# Managed by Salt (mail formula): a send-only Postfix\n")
+
+    packages = configure({"container": False, "mailu": mailu()}).plan()["packages"]
+
+    assert packages["unwanted"] == ["postfix"] and packages["remove"] == []
 
 
 def test_postmap_tables_are_named_by_map_type():

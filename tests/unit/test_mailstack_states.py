@@ -529,6 +529,7 @@ def sasl_passwd(tmp_path):
 def test_postmapped_is_up_to_date_when_the_table_is_newer(states, postfix, sasl_passwd):
     table = pathlib.Path(f"{sasl_passwd}.db")
     table.write_bytes(b"table")
+    table.chmod(0o600)
     set_mtime(sasl_passwd, 1_000_000)
     set_mtime(table, 1_000_100)
 
@@ -562,13 +563,34 @@ def test_postmapped_builds_a_missing_table_with_the_source_permissions(states, p
     assert table.stat().st_mode & 0o777 == 0o600
 
 
-def test_postmapped_uses_the_lmdb_table_name_for_lmdb(states, postfix, sasl_passwd):
-    pathlib.Path(f"{sasl_passwd}.db").write_bytes(b"stale hash table")  # must not count as up to date
+def test_postmapped_uses_the_lmdb_table_name_for_lmdb_and_removes_the_stale_hash_table(
+    states, postfix, sasl_passwd
+):
+    stale = pathlib.Path(f"{sasl_passwd}.db")
+    stale.write_bytes(b"stale hash table")  # must not count as up to date
 
-    ret = states.postmapped(str(sasl_passwd), map_type="lmdb")
+    ret = states.postmapped(str(sasl_passwd), map_type="lmdb", stale_tables=[str(stale)])
 
     assert postfix.ran("postmap", f"lmdb:{sasl_passwd}")
-    assert ret["comment"] == f"{sasl_passwd}.lmdb rebuilt"
+    assert ret["changes"] == {"postmap": f"lmdb:{sasl_passwd}", "removed": [str(stale)]}
+    assert not stale.exists()
+
+
+def test_a_world_readable_table_made_by_hand_is_made_private_though_it_is_up_to_date(
+    states, postfix, sasl_passwd
+):
+    table = pathlib.Path(f"{sasl_passwd}.db")
+    table.write_bytes(b"postmap run by hand")
+    table.chmod(0o644)
+    set_mtime(sasl_passwd, 1_000_000)
+    set_mtime(table, 1_000_100)
+
+    ret = states.postmapped(str(sasl_passwd), map_type="hash")
+
+    assert ret["result"] is True and "table" in ret["changes"]
+    assert table.stat().st_mode & 0o777 == 0o600
+    assert postfix.commands == []
+    assert states.postmapped(str(sasl_passwd), map_type="hash")["changes"] == {}
 
 
 def test_postmapped_in_test_mode_predicts_the_rebuild_without_running_postmap(states, postfix, sasl_passwd):
@@ -605,7 +627,7 @@ def test_postmapped_in_test_mode_with_a_source_not_yet_written_predicts_a_build(
     ret = states.postmapped(str(source))
 
     assert ret["result"] is None
-    assert ret["changes"] == {"postmap": f"hash:{source}"}
+    assert ret["changes"] == {"postmap": f"{source}.db"}
     assert postfix.commands == []
 
 
@@ -795,10 +817,16 @@ def dpkg_query(cmd):
 
 
 @pytest.fixture(params=["Debian", "RedHat"])
-def pkg_states(states, request):
+def pkg_states(states, request, tmp_path):
     """Salt's package states, on Debian (dpkg-query) or elsewhere (Salt's pkg.list_pkgs)."""
     recorded = SaltPackageStates()
     states.__grains__["os_family"] = request.param
+    info = tmp_path / "var" / "lib" / "dpkg" / "info"
+    info.mkdir(parents=True)
+    for name, status in DPKG_STATUS.items():
+        if status.endswith(" installed"):
+            (info / f"{name}.list").write_text("")
+    states.FS_ROOT = str(tmp_path)
     answer_commands(states, ["dpkg-query"], dpkg_query)
     states.__salt__["pkg.list_pkgs"] = lambda: (
         recorded.calls.append("pkg.list_pkgs")
