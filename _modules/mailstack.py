@@ -208,8 +208,8 @@ def _refuse_what_is_not_the_formulas():
     if current["mode"] == "disabled":
         return
     items = {item["id"]: item for item in current["inventory"]}
-    _refuse_foreign_files(conf, current, items)
     _refuse_foreign_postfix(conf, current, items)
+    _refuse_foreign_files(conf, current, items)
     _refuse_foreign_packages(current)
     _refuse_unsafe_paths(conf, current)
     _refuse_foreign_group(conf, current)

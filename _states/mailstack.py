@@ -51,6 +51,8 @@ STOP_TIMEOUT = 120
 # Where the states look at processes and at dpkg's records (unit tests point them at fake ones).
 PROC = "/proc"
 FS_ROOT = "/"
+# Taken as root's alone without a look at its parts (unit tests write under /tmp).
+TRUSTED_DIR = ""
 
 
 def __virtual__():
@@ -528,7 +530,7 @@ def owned_log_file(name, mode="0600", state_dir="/var/lib/mailstack"):
     did not create is left alone and the state fails saying so.
     """
     mode = int(str(mode), 8)
-    unsafe = _owned("unsafe_path_problem")(os.path.dirname(name))
+    unsafe = _unsafe_directory(name)
     if unsafe:
         return _ret(name, False, f"{unsafe}: the log file is not written there")
     if _owned("symlink_on_path")(name):
@@ -552,6 +554,11 @@ def owned_log_file(name, mode="0600", state_dir="/var/lib/mailstack"):
         return _ret(name, None, f"{name} would get owner root and mode {mode:04o}", {"mode": f"{mode:04o}"})
     changes = _owned("set_owner_and_mode")(name, 0, 0, mode)
     return _ret(name, True, f"{name} is in place", changes)
+
+
+def _unsafe_directory(path):
+    """Why root must not write into the directory of ``path``, or ``None``."""
+    return _owned("unsafe_path_problem")(os.path.dirname(path), trusted=TRUSTED_DIR)
 
 
 def formula_file(name, file):
@@ -585,7 +592,7 @@ def formula_file(name, file):
     """
     if not file["present"]:
         return formula_files_absent(name, [name], file["tables"], file["state_dir"])
-    unsafe = _owned("unsafe_path_problem")(os.path.dirname(name))
+    unsafe = _unsafe_directory(name)
     if unsafe:
         return _ret(name, False, f"{unsafe}: {name} is not written there")
     written = _written_content(name, file)
@@ -602,7 +609,7 @@ def formula_file(name, file):
         **written,
     )
     if backup:
-        ret["changes"]["kept"] = backup
+        ret.setdefault("changes", {})["kept"] = backup
     return ret
 
 

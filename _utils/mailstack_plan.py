@@ -776,6 +776,8 @@ def inventory(items, layout, packages, postfix, logfile):
         },
         "unit": {items["smtp:service"]["path"]} if postfix else set(),
         "log_file": {logfile} if logfile else set(),
+        # The record of what the formula owns lives in its state directory.
+        "directory": {item["path"] for item in items.values() if item["kind"] == "directory"},
     }
     result = []
     for item_id, item in sorted(items.items()):
