@@ -434,21 +434,17 @@ def packages_installed(name, pkgs, state_dir="", owned=()):
 
 def packages_removed(name, pkgs, state_dir="", purge=False):
     """
-    Salt's ``pkg.removed`` (``pkg.purged`` with ``purge``) for those of
-    ``pkgs`` the formula recorded installing (all of them without a
-    ``state_dir``), unless none of them is installed (see
-    ``packages_installed``). Any other package is left as it is.
+    Salt's ``pkg.removed`` (``pkg.purged`` with ``purge``) for ``pkgs``, unless
+    none of them is installed (see ``packages_installed``). The plan names
+    only packages the formula installed; those removed are forgotten from
+    the record in ``state_dir``.
     """
-    ours = [package for package in pkgs if not state_dir or _owned("owns")(state_dir, "packages", package)]
-    left = sorted(set(pkgs) - set(ours))
-    note = f"; left {', '.join(left)}: not installed by the mail formula" if left else ""
-    if not ours or not _installed_packages(ours):
-        return _ret(name, True, "All specified packages are already absent" + note)
-    ret = __states__["pkg.purged" if purge else "pkg.removed"](name=name, pkgs=list(ours))
+    if not pkgs or not _installed_packages(pkgs):
+        return _ret(name, True, "All specified packages are already absent")
+    ret = __states__["pkg.purged" if purge else "pkg.removed"](name=name, pkgs=list(pkgs))
     if state_dir and ret["result"] and not __opts__["test"]:
-        for package in sorted(set(ours) - _installed_packages(ours)):
+        for package in sorted(set(pkgs) - _installed_packages(pkgs)):
             _owned("forget")(state_dir, "packages", package)
-    ret["comment"] = (ret.get("comment") or "") + note
     return ret
 
 
@@ -667,7 +663,6 @@ def _keep_operators_file(name, file):
         return ""
     with open(name, "rb") as source, open(kept, "xb") as copy:
         copy.write(source.read())
-    _owned("record")(file["state_dir"], "files", kept)
     return kept
 
 

@@ -596,18 +596,22 @@ def _item(concern, kind, path, key, guard, **extra):
     kind
         ``file``, ``table`` (built by postmap from a file), ``directory``,
         ``log_file``, ``group``, ``package``, ``program`` (run, never
-        written), ``link`` (the sendmail link) or ``unit``.
+        written), ``link`` (the sendmail link), ``unit`` or ``command`` (a
+        command line of the system's run by a state).
     key
         The pillar key (under ``mail:``) that names or moves it.
     guard
         What makes it the formula's: ``marker`` (its marker line), ``record``
-        (the formula created it and recorded it), ``source`` (a table goes
+        (the formula created it and recorded it), ``kept`` (the operator's
+        own file, copied once before the formula replaces it, never removed),
+        ``source`` (a table goes
         with the marked file it is built from), ``installed`` (the formula
         installed the package and recorded it), ``own directory`` (only the
         formula's own files in it are removed, then the directory if empty),
         ``link to msmtp`` (removed only while it points to msmtp), ``package``
         (a unit of a package the formula installed), ``root-owned`` (a
-        program it runs: every part of its path root's alone).
+        program it runs: every part of its path root's alone), ``system``
+        (a command of the system's, with fixed arguments).
     """
     return {"concern": concern, "kind": kind, "path": path, "key": key, "guard": guard, **extra}
 
@@ -643,7 +647,7 @@ def _smtp_items(conf):
         "file",
         f"{config_dir}/{MAIN_CF_BEFORE}",
         "take_over:postfix",
-        "record",
+        "kept",
         id="smtp:main-cf-before",
     )
     yield _item("smtp", "file", sasl, "lookup:postfix:config_dir", "marker", id="smtp:sasl-passwd")
@@ -713,6 +717,14 @@ def _alerts_items(conf, host):
     for unit in conf["alerts"]["units"]:
         path = f"{unit_dir}/{unit}.d/{ALERT_DROPIN}"
         yield _item("alerts", "file", path, "alerts:units", "marker", id=f"alerts:dropin:{unit}")
+    yield _item(
+        "alerts",
+        "command",
+        "systemctl daemon-reload",
+        "lookup:systemd_unit_dir",
+        "system",
+        id="alerts:daemon-reload",
+    )
     for path in host["installed_dropins"]:
         yield _item("alerts", "file", path, "alerts:units", "marker", id=f"alerts:installed-dropin:{path}")
 
@@ -778,6 +790,7 @@ def inventory(items, layout, packages, postfix, logfile):
         "log_file": {logfile} if logfile else set(),
         # The record of what the formula owns lives in its state directory.
         "directory": {item["path"] for item in items.values() if item["kind"] == "directory"},
+        "command": {item["path"] for item in items.values() if item["kind"] == "command"},
     }
     result = []
     for item_id, item in sorted(items.items()):

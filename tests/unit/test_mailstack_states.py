@@ -1046,7 +1046,7 @@ def test_take_over_keeps_the_operators_main_cf_beside_it_once(states, file_manag
 
     assert first["changes"]["kept"] == str(kept)
     assert kept.read_text() == "relayhost = [theirs.example]\n"
-    assert str(kept) in states.__utils__["mailstack_owned.load"](str(tmp_path / "state"))["files"]
+    assert str(kept) not in states.__utils__["mailstack_owned.load"](str(tmp_path / "state"))["files"]
 
 
 def test_a_file_is_not_written_into_a_directory_others_can_write_to(states, file_managed, tmp_path):
@@ -1084,16 +1084,26 @@ def test_a_package_the_formula_installs_is_recorded_and_one_that_was_there_is_no
     assert states.__utils__["mailstack_owned.load"](state_dir)["packages"] == ["libsasl2-modules"]
 
 
-def test_only_packages_the_formula_recorded_installing_are_removed(states, pkg_states, tmp_path):
+def test_a_removed_package_is_forgotten_from_the_record(states, pkg_states, tmp_path):
     state_dir = str(tmp_path / "state")
-    states.__utils__["mailstack_owned.record"](state_dir, "packages", "msmtp")
+    states.__utils__["mailstack_owned.record"](state_dir, "packages", "postfix")
+    info = tmp_path / "var" / "lib" / "dpkg" / "info"
 
-    ret = states.packages_removed("x", ["msmtp", "postfix"], state_dir=state_dir)
+    def remove(**kwargs):
+        (info / "postfix.list").unlink()
+        DPKG_STATUS["postfix"] = "deinstall ok config-files"
+        return {"name": kwargs["name"], "result": True, "comment": "removed", "changes": {}}
 
-    assert [call for call in pkg_states.calls if call != "pkg.list_pkgs"] == [
-        ("pkg.removed", {"name": "x", "pkgs": ["msmtp"]})
-    ]
-    assert "left postfix: not installed by the mail formula" in ret["comment"]
+    states.__states__["pkg.removed"] = remove
+    states.__salt__["pkg.list_pkgs"] = lambda: (
+        {} if DPKG_STATUS["postfix"].startswith("deinstall") else {"postfix": "3"}
+    )
+    try:
+        states.packages_removed("x", ["postfix"], state_dir=state_dir)
+    finally:
+        DPKG_STATUS["postfix"] = "hold ok installed"
+
+    assert states.__utils__["mailstack_owned.load"](state_dir)["packages"] == []
 
 
 def test_an_existing_group_is_taken_over_only_when_pillar_says_so(states, tmp_path, monkeypatch):
