@@ -35,7 +35,10 @@ def operators_postfix(minion):
     """Postfix installed and configured by hand, before the formula ever ran here."""
     subprocess.run(
         ["debconf-set-selections"],
-        input="postfix postfix/main_mailer_type select Local only\npostfix postfix/mailname string theirs.example\n",
+        input=(
+            "postfix postfix/main_mailer_type select Local only\n"
+            "postfix postfix/mailname string theirs.example\n"
+        ),
         text=True,
         check=True,
     )
