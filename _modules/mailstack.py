@@ -279,7 +279,7 @@ def _refuse_unsafe_paths(conf, current):
     """Every directory root writes into and every program it runs or file it trusts: root's alone."""
     problem = _owned_util("unsafe_path_problem")
     for item in current["inventory"]:
-        if not item["wanted"] or item["kind"] in ("package", "group", "unit"):
+        if not item["wanted"] or item["kind"] in ("package", "group", "unit", "command"):
             continue
         if item["kind"] == "program":
             found = problem(item["path"], FS_ROOT, follow_last=True)
