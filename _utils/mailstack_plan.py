@@ -976,6 +976,9 @@ def cleanup(conf, host, items=None):
             # An operator's own Postfix keeps running after mail.clean.
             "service": items["smtp:service"]["path"] if set(postfix_packages) & set(owned) else "",
             "packages": [name for name in postfix_packages if name in owned],
+            # A Postfix handed over (mail:take_over:postfix) is removed, not purged: its
+            # configuration directory keeps the operator's main.cf.before-mail-formula.
+            "purge": not conf["take_over"]["postfix"],
             "files": _paths(items, "smtp", "file", guards=("marker",)),
             "tables": _paths(items, "smtp", "table"),
         },

@@ -100,9 +100,9 @@ def test_a_password_table_made_by_hand_with_postmap_is_made_private_by_the_next_
     assert clean_machine.apply().returncode == 0
     table = pathlib.Path("/etc/postfix/sasl_passwd.db")
     table.unlink()
-    # What Postfix's documentation tells an operator to run: a table every user may read.
-    subprocess.run(["sh", "-c", "umask 022 && postmap /etc/postfix/sasl_passwd"], check=True)
-    assert table.stat().st_mode & 0o777 == 0o644
+    # Rebuilt by hand as Postfix's documentation says, then left readable (a restore, a chmod).
+    subprocess.run(["postmap", "/etc/postfix/sasl_passwd"], check=True)
+    table.chmod(0o644)
 
     applied = clean_machine.apply()
 
