@@ -51,8 +51,6 @@ STOP_TIMEOUT = 120
 # Where the states look at processes and at dpkg's records (unit tests point them at fake ones).
 PROC = "/proc"
 FS_ROOT = "/"
-# Taken as root's alone without a look at its parts (unit tests write under /tmp).
-TRUSTED_DIR = ""
 
 
 def __virtual__():
@@ -554,7 +552,7 @@ def owned_log_file(name, mode="0600", state_dir="/var/lib/mailstack"):
 
 def _unsafe_directory(path):
     """Why root must not write into the directory of ``path``, or ``None``."""
-    return _owned("unsafe_path_problem")(os.path.dirname(path), trusted=TRUSTED_DIR)
+    return _owned("unsafe_path_problem")(os.path.dirname(path))
 
 
 def formula_file(name, file):

@@ -146,48 +146,56 @@ def owns(state_dir, kind, name):
     return name in load(state_dir)[kind]
 
 
-def _unsafe_component(path, info):
+def _unsafe_component(path, info, in_sticky_directory):
     if stat.S_ISLNK(info.st_mode):
         return f"{path} is a symbolic link"
     if info.st_uid != 0:
-        return f"{path} is not owned by root"
-    if info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid != 0):
+        return f"{path} is not owned by root" + (
+            " (in a directory every user may write to)" if in_sticky_directory else ""
+        )
+    others_may_write = info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid != 0)
+    if others_may_write and not (stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX):
         return f"{path} is writable by users other than root"
     return None
 
 
-def unsafe_path_problem(path, root="/", follow_last=False, trusted=""):
+def unsafe_path_problem(path, root="/", follow_last=False):
     """
     Why root must not write into or run from ``path``, or ``None``: each of
     its existing parts (``/`` included) must be root's, writable by root
     alone (or root's group) and no symbolic link, since whoever may change
-    one of them may swap what root reads, writes or runs. ``follow_last``:
-    the last part may be a root-owned link (a CA file in /etc/ssl/certs), and
-    what it points to is checked the same way. ``trusted``: a directory
-    whose own parts are taken as safe (a test's temporary directory).
+    one of them may swap what root reads, writes or runs. A directory every
+    user may write to with the sticky bit (``/tmp``) passes: no one but root
+    can rename or remove root's entries in it, and the entry after it must be
+    root's. ``follow_last``: the last part may be a root-owned link (a CA file
+    in /etc/ssl/certs), and what it points to is checked the same way.
     """
     current = root
     parts = [part for part in path.strip("/").split("/") if part]
+    sticky = False
     for index, part in enumerate(["", *parts]):
         current = os.path.join(current, part) if part else root
         try:
             info = os.lstat(current)
         except FileNotFoundError:
             return None
-        last = index == len(parts)
-        if trusted and (trusted + "/").startswith(current.rstrip("/") + "/"):
-            continue
-        if last and follow_last and stat.S_ISLNK(info.st_mode):
-            if info.st_uid != 0:
-                return f"{current} is a symbolic link not owned by root"
-            resolved = os.path.realpath(current)
-            shown = "/" + os.path.relpath(resolved, root) if root != "/" else resolved
-            problem = unsafe_path_problem(shown, root)
-            return f"{current} points to {shown}, and {problem}" if problem else None
-        problem = _unsafe_component(current if root == "/" else "/" + os.path.relpath(current, root), info)
+        shown = current if root == "/" else "/" + os.path.relpath(current, root)
+        if index == len(parts) and follow_last and stat.S_ISLNK(info.st_mode):
+            return _unsafe_link_target(current, shown, info, root)
+        problem = _unsafe_component(shown, info, sticky)
         if problem:
             return problem
+        sticky = bool(stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX)
     return None
+
+
+def _unsafe_link_target(current, shown, info, root):
+    if info.st_uid != 0:
+        return f"{shown} is a symbolic link not owned by root"
+    resolved = os.path.realpath(current)
+    target = "/" + os.path.relpath(resolved, root) if root != "/" else resolved
+    problem = unsafe_path_problem(target, root)
+    return f"{shown} points to {target}, and {problem}" if problem else None
 
 
 def primary_members(group_name):

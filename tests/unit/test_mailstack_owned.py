@@ -92,9 +92,7 @@ def test_the_package_record_starts_once_with_what_an_older_formula_installed(sta
 @pytest.mark.parametrize(
     ("make", "problem"),
     [
-        pytest.param(
-            lambda p: p.chmod(0o1777), "writable by users other than root", id="world-writable-sticky"
-        ),
+        pytest.param(lambda p: p.chmod(0o777), "writable by users other than root", id="world-writable"),
         pytest.param(
             lambda p: p.chmod(0o775) or os.chown(p, 0, 1),
             "writable by users other than root",
@@ -111,6 +109,17 @@ def test_a_directory_others_could_change_is_unsafe_for_root_to_write_into(tmp_pa
     found = owned.unsafe_path_problem("/dir/mailstack", str(tmp_path))
 
     assert found and problem in found and "/dir" in found
+
+
+def test_a_sticky_directory_every_user_may_write_to_is_safe_only_for_roots_own_entries(tmp_path):
+    shared = tmp_path / "tmp"
+    (shared / "roots").mkdir(parents=True)
+    (shared / "eves").mkdir()
+    os.chown(shared / "eves", 65534, 65534)
+    shared.chmod(0o1777)
+
+    assert owned.unsafe_path_problem("/tmp/roots", str(tmp_path)) is None
+    assert "not owned by root" in owned.unsafe_path_problem("/tmp/eves", str(tmp_path))
 
 
 def test_a_root_owned_path_is_safe_and_one_through_a_link_is_not(tmp_path):
@@ -282,7 +291,7 @@ def test_a_package_the_formula_installed_may_be_removed_by_a_mode_switch(configu
 
 def test_a_state_directory_others_can_write_to_is_refused(configure, fake_root):
     (fake_root / "var" / "lib").mkdir(parents=True)
-    (fake_root / "var" / "lib").chmod(0o1777)
+    (fake_root / "var" / "lib").chmod(0o777)
 
     message = configure({"health": {"enabled": True}}).validation_error()
 

@@ -156,8 +156,6 @@ def states(postfix, tmp_path, monkeypatch):
     module.__pillar__ = {}
     monkeypatch.setattr(module, "_systemd_booted", lambda: False)
     monkeypatch.setattr(module, "PROC", str(postfix.proc))
-    # Files are written under pytest's temporary directory, in /tmp, which any user may write to.
-    monkeypatch.setattr(module, "TRUSTED_DIR", str(tmp_path))
     # Postfix's default directories, where postconf cannot say: empty ones here.
     defaults = {name: str(tmp_path / "defaults" / name) for name in module.DIRECTORIES}
     monkeypatch.setattr(module, "DIRECTORIES", defaults)
@@ -1052,7 +1050,7 @@ def test_take_over_keeps_the_operators_main_cf_beside_it_once(states, file_manag
 def test_a_file_is_not_written_into_a_directory_others_can_write_to(states, file_managed, tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
-    shared.chmod(0o1777)
+    shared.chmod(0o777)
 
     ret = states.formula_file(str(shared / "msmtprc"), dict(TEMPLATE_FILE, path=str(shared / "msmtprc")))
 
