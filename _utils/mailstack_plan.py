@@ -509,7 +509,12 @@ def build(conf, decided, container, host):
         "layout": layout,
         "metrics": metrics,
         "inventory": inventory(
-            items, layout, packages, postfix, files["msmtp_log"]["logfile"], metrics["enabled"] and metrics["textfile"]
+            items,
+            layout,
+            packages,
+            postfix,
+            files["msmtp_log"]["logfile"],
+            metrics["enabled"] and metrics["textfile"],
         ),
         "clean": cleanup(conf, host, items),
     }
@@ -811,9 +816,16 @@ def _metrics_items(conf):
         path = f"{unit_dir}/{METRICS_UNIT}.{suffix}"
         yield _item("metrics", "file", path, "lookup:systemd_unit_dir", "marker", id=f"metrics:{suffix}")
     yield _item(
-        "metrics", "file", f"{lookup['cron_dir']}/{METRICS_UNIT}", "lookup:cron_dir", "marker", id="metrics:cron"
+        "metrics",
+        "file",
+        f"{lookup['cron_dir']}/{METRICS_UNIT}",
+        "lookup:cron_dir",
+        "marker",
+        id="metrics:cron",
     )
-    yield _item("metrics", "unit", f"{METRICS_UNIT}.timer", "metrics:enabled", "marker", id="metrics:timer-unit")
+    yield _item(
+        "metrics", "unit", f"{METRICS_UNIT}.timer", "metrics:enabled", "marker", id="metrics:timer-unit"
+    )
     # Written by the collector, not by Salt, with the formula's marker as its first (comment) line.
     yield _item(
         "metrics",
@@ -1037,7 +1049,9 @@ def _metrics_files(conf, metrics, items):
     else:
         cron = items["metrics:cron"]
         layout["cron"] = (
-            _from_template(cron, "mail-metrics.cron.jinja", conf, context=context) if enabled else _absent(cron)
+            _from_template(cron, "mail-metrics.cron.jinja", conf, context=context)
+            if enabled
+            else _absent(cron)
         )
     if not enabled:
         layout["textfile"] = _absent(items["metrics:textfile"])
