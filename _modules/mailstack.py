@@ -208,9 +208,9 @@ def _refuse_what_is_not_the_formulas():
     if current["mode"] == "disabled":
         return
     items = {item["id"]: item for item in current["inventory"]}
-    _refuse_foreign_files(conf, current, items)
     _refuse_foreign_postfix(conf, current, items)
-    _refuse_foreign_packages(current)
+    _refuse_foreign_files(conf, current, items)
+    _refuse_foreign_packages(conf, current)
     _refuse_unsafe_paths(conf, current)
     _refuse_foreign_group(conf, current)
     _refuse_shared_log_file(conf, current)
@@ -253,7 +253,7 @@ def _carries_marker(path):
     return _owned_util("carries_marker")(_host_path(path))
 
 
-def _refuse_foreign_packages(current):
+def _refuse_foreign_packages(conf, current):
     """A package the mode would remove (it conflicts with what it installs), not installed by the formula."""
     kept = [name for name in current["packages"]["unwanted"] if name not in current["packages"]["remove"]]
     installed = (
@@ -262,6 +262,12 @@ def _refuse_foreign_packages(current):
         else set()
     )
     for name in sorted(installed):
+        if name in conf["lookup"]["postfix"]["pkgs"]:
+            raise CommandExecutionError(
+                "Invalid pillar mail:take_over:postfix: is false, and this mode (sendmail by msmtp) would"
+                f" remove {name}, which is installed and was not installed by the mail formula: set it to"
+                " true to let the formula remove it, or remove it yourself"
+            )
         raise CommandExecutionError(
             f"Invalid pillar mail:mode: this mode ({current['mode']}, sendmail by {current['sendmail']})"
             f" would remove the package {name}, which is installed and was not installed by the mail"
@@ -273,7 +279,7 @@ def _refuse_unsafe_paths(conf, current):
     """Every directory root writes into and every program it runs or file it trusts: root's alone."""
     problem = _owned_util("unsafe_path_problem")
     for item in current["inventory"]:
-        if not item["wanted"] or item["kind"] in ("package", "group", "unit"):
+        if not item["wanted"] or item["kind"] in ("package", "group", "unit", "command"):
             continue
         if item["kind"] == "program":
             found = problem(item["path"], FS_ROOT, follow_last=True)

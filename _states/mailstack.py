@@ -51,6 +51,8 @@ STOP_TIMEOUT = 120
 # Where the states look at processes and at dpkg's records (unit tests point them at fake ones).
 PROC = "/proc"
 FS_ROOT = "/"
+# Taken as root's alone without a look at its parts (unit tests write under /tmp).
+TRUSTED_DIR = ""
 
 
 def __virtual__():
@@ -432,21 +434,17 @@ def packages_installed(name, pkgs, state_dir="", owned=()):
 
 def packages_removed(name, pkgs, state_dir="", purge=False):
     """
-    Salt's ``pkg.removed`` (``pkg.purged`` with ``purge``) for those of
-    ``pkgs`` the formula recorded installing (all of them without a
-    ``state_dir``), unless none of them is installed (see
-    ``packages_installed``). Any other package is left as it is.
+    Salt's ``pkg.removed`` (``pkg.purged`` with ``purge``) for ``pkgs``, unless
+    none of them is installed (see ``packages_installed``). The plan names
+    only packages the formula installed; those removed are forgotten from
+    the record in ``state_dir``.
     """
-    ours = [package for package in pkgs if not state_dir or _owned("owns")(state_dir, "packages", package)]
-    left = sorted(set(pkgs) - set(ours))
-    note = f"; left {', '.join(left)}: not installed by the mail formula" if left else ""
-    if not ours or not _installed_packages(ours):
-        return _ret(name, True, "All specified packages are already absent" + note)
-    ret = __states__["pkg.purged" if purge else "pkg.removed"](name=name, pkgs=list(ours))
+    if not pkgs or not _installed_packages(pkgs):
+        return _ret(name, True, "All specified packages are already absent")
+    ret = __states__["pkg.purged" if purge else "pkg.removed"](name=name, pkgs=list(pkgs))
     if state_dir and ret["result"] and not __opts__["test"]:
-        for package in sorted(set(ours) - _installed_packages(ours)):
+        for package in sorted(set(pkgs) - _installed_packages(pkgs)):
             _owned("forget")(state_dir, "packages", package)
-    ret["comment"] = (ret.get("comment") or "") + note
     return ret
 
 
@@ -528,7 +526,7 @@ def owned_log_file(name, mode="0600", state_dir="/var/lib/mailstack"):
     did not create is left alone and the state fails saying so.
     """
     mode = int(str(mode), 8)
-    unsafe = _owned("unsafe_path_problem")(os.path.dirname(name))
+    unsafe = _unsafe_directory(name)
     if unsafe:
         return _ret(name, False, f"{unsafe}: the log file is not written there")
     if _owned("symlink_on_path")(name):
@@ -552,6 +550,11 @@ def owned_log_file(name, mode="0600", state_dir="/var/lib/mailstack"):
         return _ret(name, None, f"{name} would get owner root and mode {mode:04o}", {"mode": f"{mode:04o}"})
     changes = _owned("set_owner_and_mode")(name, 0, 0, mode)
     return _ret(name, True, f"{name} is in place", changes)
+
+
+def _unsafe_directory(path):
+    """Why root must not write into the directory of ``path``, or ``None``."""
+    return _owned("unsafe_path_problem")(os.path.dirname(path), trusted=TRUSTED_DIR)
 
 
 def formula_file(name, file):
@@ -585,7 +588,7 @@ def formula_file(name, file):
     """
     if not file["present"]:
         return formula_files_absent(name, [name], file["tables"], file["state_dir"])
-    unsafe = _owned("unsafe_path_problem")(os.path.dirname(name))
+    unsafe = _unsafe_directory(name)
     if unsafe:
         return _ret(name, False, f"{unsafe}: {name} is not written there")
     written = _written_content(name, file)
@@ -602,7 +605,7 @@ def formula_file(name, file):
         **written,
     )
     if backup:
-        ret["changes"]["kept"] = backup
+        ret.setdefault("changes", {})["kept"] = backup
     return ret
 
 
@@ -660,7 +663,6 @@ def _keep_operators_file(name, file):
         return ""
     with open(name, "rb") as source, open(kept, "xb") as copy:
         copy.write(source.read())
-    _owned("record")(file["state_dir"], "files", kept)
     return kept
 
 

@@ -659,18 +659,23 @@ def _item(concern, kind, path, key, guard, **extra):
     kind
         ``file``, ``table`` (built by postmap from a file), ``directory``,
         ``log_file``, ``group``, ``package``, ``program`` (run, never
-        written), ``link`` (the sendmail link) or ``unit``.
+        written), ``link`` (the sendmail link), ``unit``, ``textfile`` (the metrics file,
+        written by the formula's collector) or ``command`` (a
+        command line of the system's run by a state).
     key
         The pillar key (under ``mail:``) that names or moves it.
     guard
         What makes it the formula's: ``marker`` (its marker line), ``record``
-        (the formula created it and recorded it), ``source`` (a table goes
+        (the formula created it and recorded it), ``kept`` (the operator's
+        own file, copied once before the formula replaces it, never removed),
+        ``source`` (a table goes
         with the marked file it is built from), ``installed`` (the formula
         installed the package and recorded it), ``own directory`` (only the
         formula's own files in it are removed, then the directory if empty),
         ``link to msmtp`` (removed only while it points to msmtp), ``package``
         (a unit of a package the formula installed), ``root-owned`` (a
-        program it runs: every part of its path root's alone).
+        program it runs: every part of its path root's alone), ``system``
+        (a command of the system's, with fixed arguments).
     """
     return {"concern": concern, "kind": kind, "path": path, "key": key, "guard": guard, **extra}
 
@@ -707,7 +712,7 @@ def _smtp_items(conf):
         "file",
         f"{config_dir}/{MAIN_CF_BEFORE}",
         "take_over:postfix",
-        "record",
+        "kept",
         id="smtp:main-cf-before",
     )
     yield _item("smtp", "file", sasl, "lookup:postfix:config_dir", "marker", id="smtp:sasl-passwd")
@@ -777,6 +782,14 @@ def _alerts_items(conf, host):
     for unit in conf["alerts"]["units"]:
         path = f"{unit_dir}/{unit}.d/{ALERT_DROPIN}"
         yield _item("alerts", "file", path, "alerts:units", "marker", id=f"alerts:dropin:{unit}")
+    yield _item(
+        "alerts",
+        "command",
+        "systemctl daemon-reload",
+        "lookup:systemd_unit_dir",
+        "system",
+        id="alerts:daemon-reload",
+    )
     for path in host["installed_dropins"]:
         yield _item("alerts", "file", path, "alerts:units", "marker", id=f"alerts:installed-dropin:{path}")
 
@@ -825,6 +838,15 @@ def _metrics_items(conf):
     )
     yield _item(
         "metrics", "unit", f"{METRICS_UNIT}.timer", "metrics:enabled", "marker", id="metrics:timer-unit"
+    )
+    # The collector, run once by the apply that writes it (then by its timer or cron).
+    yield _item(
+        "metrics",
+        "command",
+        f"{lookup['libexec_dir']}/{METRICS_UNIT}",
+        "lookup:libexec_dir",
+        "marker",
+        id="metrics:refresh",
     )
     # Written by the collector, not by Salt, with the formula's marker as its first (comment) line.
     yield _item(
@@ -877,6 +899,9 @@ def inventory(items, layout, packages, postfix, logfile, textfile=""):
         "unit": {items["smtp:service"]["path"]} if postfix else set(),
         "log_file": {logfile} if logfile else set(),
         "textfile": {textfile} if textfile else set(),
+        # The record of what the formula owns lives in its state directory.
+        "directory": {item["path"] for item in items.values() if item["kind"] == "directory"},
+        "command": {item["path"] for item in items.values() if item["kind"] == "command"},
     }
     result = []
     for item_id, item in sorted(items.items()):
@@ -1095,6 +1120,9 @@ def cleanup(conf, host, items=None):
             # An operator's own Postfix keeps running after mail.clean.
             "service": items["smtp:service"]["path"] if set(postfix_packages) & set(owned) else "",
             "packages": [name for name in postfix_packages if name in owned],
+            # A Postfix handed over (mail:take_over:postfix) is removed, not purged: its
+            # configuration directory keeps the operator's main.cf.before-mail-formula.
+            "purge": not conf["take_over"]["postfix"],
             "files": _paths(items, "smtp", "file", guards=("marker",)),
             "tables": _paths(items, "smtp", "table"),
         },

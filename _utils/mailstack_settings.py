@@ -561,8 +561,8 @@ def _validate_main_cf(check, main_cf, known_postfix_parameters):
                 key,
                 "is not one of the parameters pillar may tune (sizes, rates, queue lifetimes, timeouts,"
                 " TLS protocols and ciphers, HELO name; the list is in pillar.example): anything that"
-                " could change where mail goes, who receives a copy, what is logged or which programs"
-                " run is refused",
+                " could change where mail goes, who receives a copy, what is logged, which programs"
+                " run, or weaken TLS beyond what can be checked is refused",
             )
         result[name] = _main_cf_value(check, key, value)
         _check_tls_hardening(check, key, name, result[name])

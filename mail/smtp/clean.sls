@@ -23,7 +23,7 @@ mail-smtp-clean-package-purged:
   mailstack.packages_removed:
     - pkgs: {{ clean.packages | json }}
     - state_dir: {{ plan.clean.packages.state_dir | json }}
-    - purge: true
+    - purge: {{ clean.purge | json }}
 
 mail-smtp-clean-files-absent:
   mailstack.formula_files_absent:

@@ -70,7 +70,7 @@ def test_extra_main_cf_parameters_reach_postfix_and_mail_still_flows(clean_machi
     extra = {
         "message_size_limit": 20480000,
         "maximal_queue_lifetime": "2d",
-        "smtp_tls_mandatory_protocols": ["!SSLv2", "!SSLv3"],
+        "smtp_tls_mandatory_protocols": ["!SSLv2", "!SSLv3", "!TLSv1", "!TLSv1.1"],
     }
     _apply_twice(
         clean_machine,
@@ -82,7 +82,7 @@ def test_extra_main_cf_parameters_reach_postfix_and_mail_still_flows(clean_machi
 
     assert _postconf("message_size_limit") == "20480000"
     assert _postconf("maximal_queue_lifetime") == "2d"
-    assert _postconf("smtp_tls_mandatory_protocols") == "!SSLv2, !SSLv3"
+    assert _postconf("smtp_tls_mandatory_protocols") == "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"
     assert _postconf("inet_interfaces") == "loopback-only"
     msg = mailhost.message("someone@example.test", subject="with extra main.cf")
     assert mailhost.send(mailhost.SENDMAIL, msg).returncode == 0

@@ -92,13 +92,13 @@ def test_plan_follows_each_minions_own_pillar(salt_cli):
     assert result.data[MINION_A]["postfix"] is False
     assert _install_and_remove(result.data[MINION_A]) == {
         "install": ["msmtp", "msmtp-mta"],
-        "remove": ["postfix"],
+        "unwanted": ["postfix"],
     }
     assert result.data[MINION_B]["mode"] == "relay"
     assert result.data[MINION_B]["postfix"] is True
     assert _install_and_remove(result.data[MINION_B]) == {
         "install": ["msmtp", "postfix", "libsasl2-modules"],
-        "remove": ["msmtp-mta"],
+        "unwanted": ["msmtp-mta"],
     }
 
 
@@ -141,4 +141,5 @@ def test_rendered_msmtprc_is_group_readable_only_where_it_holds_the_mailu_passwo
 
 
 def _install_and_remove(plan):
-    return {key: plan["packages"][key] for key in ("install", "remove")}
+    """What the plan installs, and has no use for (removed where the formula installed it)."""
+    return {key: plan["packages"][key] for key in ("install", "unwanted")}

@@ -195,3 +195,141 @@ def test_clean_is_not_refused_for_a_file_it_will_leave_alone(configure, fake_roo
 
     assert "mail:lookup:msmtp:config" in mailstack.validation_error()
     assert mailstack.validation_error(writes=False) == ""
+
+
+OPERATORS_MAIN_CF = "myhostname = theirs.example\nrelayhost = [their-smarthost.example]\n"
+
+
+@pytest.fixture
+def postfix_installed(mailstack):
+    """Postfix's commands on the PATH, as after anyone installed it."""
+    mailstack.__salt__["cmd.which"] = lambda name: f"/usr/sbin/{name}" if name.startswith("post") else None
+    return mailstack
+
+
+def test_a_postfix_installed_and_configured_before_the_formula_is_refused_naming_take_over(
+    configure, postfix_installed, fake_root
+):
+    (fake_root / "etc" / "postfix").mkdir(parents=True)
+    (fake_root / "etc" / "postfix" / "main.cf").write_text(OPERATORS_MAIN_CF)
+
+    message = configure({"container": False}).validation_error()
+
+    assert names_key(message, "mail:take_over:postfix"), message
+    assert "was not installed by the mail formula" in message
+
+
+def test_a_postfix_installed_without_a_main_cf_is_refused_too(configure, postfix_installed):
+    message = configure({"container": False}).validation_error()
+
+    assert names_key(message, "mail:take_over:postfix"), message
+
+
+def test_take_over_hands_an_operators_postfix_to_the_formula(configure, postfix_installed, fake_root):
+    (fake_root / "etc" / "postfix").mkdir(parents=True)
+    (fake_root / "etc" / "postfix" / "main.cf").write_text(OPERATORS_MAIN_CF)
+    mailstack = configure({"container": False, "take_over": {"postfix": True}})
+
+    assert mailstack.validation_error() == ""
+    main_cf = mailstack.plan()["layout"]["smtp"]["main-cf"]
+    assert main_cf["keep_as"] == "/etc/postfix/main.cf.before-mail-formula"
+    assert mailstack.plan()["clean"]["smtp"]["packages"] == ["postfix"]
+
+
+def test_without_the_local_relay_an_operators_postfix_is_neither_refused_nor_stopped(
+    configure, postfix_installed
+):
+    mailstack = configure({"mailu": mailu(), "container": True})
+
+    assert mailstack.validation_error() == ""
+    assert mailstack.plan()["clean"]["smtp"]["service"] == ""
+
+
+def _dpkg_knows(mailstack, fake_root, installed):
+    info = fake_root / "var" / "lib" / "dpkg" / "info"
+    info.mkdir(parents=True)
+    for name in installed:
+        (info / f"{name}.list").write_text("")
+
+    def run_all(cmd, **kwargs):
+        names = cmd[cmd.index("--") + 1 :]
+        stdout = "".join(f"{name} install ok installed\n" for name in names if name in installed)
+        return {"retcode": 0, "stdout": stdout, "stderr": ""}
+
+    mailstack.__salt__["cmd.run_all"] = run_all
+
+
+def test_a_mode_that_would_remove_a_package_the_formula_did_not_install_is_refused(configure, fake_root):
+    mailstack = configure({"container": False})
+    _dpkg_knows(mailstack, fake_root, ["msmtp-mta"])
+
+    message = mailstack.validation_error()
+
+    assert names_key(message, "mail:mode"), message
+    assert "would remove the package msmtp-mta" in message
+
+
+def test_a_package_the_formula_installed_may_be_removed_by_a_mode_switch(configure, fake_root):
+    state_dir = fake_root / "var" / "lib" / "mailstack"
+    state_dir.mkdir(parents=True)
+    (state_dir / "owned.json").write_text('{"packages": ["msmtp-mta"]}')
+    mailstack = configure({"container": False})
+    _dpkg_knows(mailstack, fake_root, ["msmtp-mta"])
+
+    assert mailstack.validation_error() == ""
+    assert mailstack.plan()["packages"]["remove"] == ["msmtp-mta"]
+
+
+def test_a_state_directory_others_can_write_to_is_refused(configure, fake_root):
+    (fake_root / "var" / "lib").mkdir(parents=True)
+    (fake_root / "var" / "lib").chmod(0o1777)
+
+    message = configure({"health": {"enabled": True}}).validation_error()
+
+    assert names_key(message, "mail:lookup:state_dir"), message
+    assert "writable by users other than root" in message
+
+
+def test_an_msmtp_binary_that_links_into_a_users_directory_is_refused(configure, fake_root):
+    (fake_root / "usr" / "bin").mkdir(parents=True)
+    (fake_root / "home" / "eve").mkdir(parents=True)
+    os.chown(fake_root / "home" / "eve", 65534, 65534)
+    (fake_root / "home" / "eve" / "msmtp").write_text("#!/bin/sh\n")
+    (fake_root / "usr" / "bin" / "msmtp").symlink_to(fake_root / "home" / "eve" / "msmtp")
+
+    message = configure({}).validation_error()
+
+    assert names_key(message, "mail:lookup:msmtp:binary"), message
+    assert "not owned by root" in message
+
+
+def test_a_ca_file_in_a_directory_others_can_write_to_is_refused(configure, fake_root):
+    (fake_root / "srv" / "ca").mkdir(parents=True)
+    (fake_root / "srv" / "ca").chmod(0o777)
+    (fake_root / "srv" / "ca" / "ca.pem").write_text("")
+
+    message = configure({"mailu": mailu(ca_file="/srv/ca/ca.pem")}).validation_error()
+
+    assert names_key(message, "mail:mailu:ca_file"), message
+
+
+def test_an_existing_group_becomes_the_formulas_only_with_take_over(configure):
+    refused = configure({"mailu": mailu(), "lookup": {"msmtp": {"group": "staff"}}}).validation_error()
+    taken = configure(
+        {"mailu": mailu(), "lookup": {"msmtp": {"group": "staff"}}, "take_over": {"senders_group": True}}
+    ).validation_error()
+
+    assert names_key(refused, "mail:lookup:msmtp:group"), refused
+    assert taken == ""
+
+
+def test_a_user_whose_primary_group_is_the_senders_group_is_refused_since_they_would_read_the_password(
+    configure,
+):
+    # Debian's user "mail" has the group "mail" as its primary group, and no one lists it as a member.
+    message = configure(
+        {"mailu": mailu(), "lookup": {"msmtp": {"group": "mail"}}, "take_over": {"senders_group": True}}
+    ).validation_error()
+
+    assert names_key(message, "mail:senders"), message
+    assert "mail has group 'mail' as primary group" in message

@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 
+import jinja2
 import pytest
 from salt.exceptions import CommandExecutionError
 
@@ -155,6 +156,8 @@ def states(postfix, tmp_path, monkeypatch):
     module.__pillar__ = {}
     monkeypatch.setattr(module, "_systemd_booted", lambda: False)
     monkeypatch.setattr(module, "PROC", str(postfix.proc))
+    # Files are written under pytest's temporary directory, in /tmp, which any user may write to.
+    monkeypatch.setattr(module, "TRUSTED_DIR", str(tmp_path))
     # Postfix's default directories, where postconf cannot say: empty ones here.
     defaults = {name: str(tmp_path / "defaults" / name) for name in module.DIRECTORIES}
     monkeypatch.setattr(module, "DIRECTORIES", defaults)
@@ -971,3 +974,152 @@ def test_an_absent_file_is_removed_only_if_the_formula_wrote_it(states, file_man
     assert removed["changes"] == {"removed": [str(ours), f"{ours}.db"]}
     assert (left["changes"], theirs.exists()) == ({}, True)
     assert file_managed == []
+
+
+# ----------------------------------------------- nothing that was there before ---
+
+
+MAIN_CF_PARAMS = {"inet_interfaces": "loopback-only", "mynetworks": "127.0.0.0/8 [::1]/128"}
+OVERRIDE = "salt://site/main.cf.jinja"
+
+
+@pytest.fixture
+def tofs_main_cf(states, file_managed, tmp_path):
+    """main.cf of the plan with a pillar override on a fake file server."""
+    served = {}
+    states.__salt__["cp.get_file_str"] = served.get
+    states.__salt__["file.apply_template_on_contents"] = lambda text, template, context, defaults, saltenv: (
+        jinja2.Template(text).render(**context)
+    )
+    states.__env__ = "base"
+    path = tmp_path / "etc" / "postfix" / "main.cf"
+    path.parent.mkdir(parents=True)
+    entry = dict(
+        TEMPLATE_FILE,
+        path=str(path),
+        sources=[OVERRIDE, "salt://mail/files/main.cf.jinja"],
+        context={"params": MAIN_CF_PARAMS},
+        must_keep=MAIN_CF_PARAMS,
+    )
+    return served, entry
+
+
+def test_a_tofs_main_cf_that_reopens_the_relay_is_refused_and_nothing_is_written(
+    states, file_managed, tofs_main_cf
+):
+    served, entry = tofs_main_cf
+    served[OVERRIDE] = "inet_interfaces = all\nmynetworks = {{ params.mynetworks }}\n"
+
+    ret = states.formula_file(entry["path"], entry)
+
+    assert ret["result"] is False
+    assert "inet_interfaces" in ret["comment"] and "mynetworks" not in ret["comment"].split("value of")[1]
+    assert file_managed == []
+
+
+def test_a_tofs_main_cf_that_keeps_the_plans_values_is_written_as_rendered(
+    states, file_managed, tofs_main_cf
+):
+    served, entry = tofs_main_cf
+    served[OVERRIDE] = (
+        "# site\n{% for key, value in params.items() %}{{ key }} = {{ value }}\n{% endfor %}"
+        "smtpd_banner = hi\n"
+    )
+
+    ret = states.formula_file(entry["path"], entry)
+
+    assert ret["result"] is True
+    assert file_managed[0]["contents"].rstrip().endswith("smtpd_banner = hi")
+    assert "source" not in file_managed[0]
+
+
+def test_take_over_keeps_the_operators_main_cf_beside_it_once(states, file_managed, tmp_path):
+    path = tmp_path / "etc" / "postfix" / "main.cf"
+    path.parent.mkdir(parents=True)
+    path.write_text("relayhost = [theirs.example]\n")
+    kept = path.parent / "main.cf.before-mail-formula"
+    entry = dict(TEMPLATE_FILE, path=str(path), keep_as=str(kept), state_dir=str(tmp_path / "state"))
+
+    first = states.formula_file(str(path), entry)
+    path.write_text("# Managed by Salt (mail formula)\n")
+    states.formula_file(str(path), entry)
+
+    assert first["changes"]["kept"] == str(kept)
+    assert kept.read_text() == "relayhost = [theirs.example]\n"
+    assert str(kept) not in states.__utils__["mailstack_owned.load"](str(tmp_path / "state"))["files"]
+
+
+def test_a_file_is_not_written_into_a_directory_others_can_write_to(states, file_managed, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+
+    ret = states.formula_file(str(shared / "msmtprc"), dict(TEMPLATE_FILE, path=str(shared / "msmtprc")))
+
+    assert ret["result"] is False and "writable by users other than root" in ret["comment"]
+    assert file_managed == []
+
+
+def test_a_package_the_formula_installs_is_recorded_and_one_that_was_there_is_not(
+    states, pkg_states, tmp_path
+):
+    state_dir = str(tmp_path / "state")
+    info = tmp_path / "var" / "lib" / "dpkg" / "info"
+
+    installed = {"postfix": "3.7"}
+
+    def install(**kwargs):
+        (info / "libsasl2-modules.list").write_text("")
+        DPKG_STATUS["libsasl2-modules"] = "install ok installed"
+        installed["libsasl2-modules"] = "2.1"
+        return {"name": kwargs["name"], "result": True, "comment": "installed", "changes": {}}
+
+    states.__states__["pkg.installed"] = install
+    states.__salt__["pkg.list_pkgs"] = lambda: dict(installed)
+    try:
+        states.packages_installed("x", ["postfix", "libsasl2-modules"], state_dir=state_dir, owned=[])
+    finally:
+        DPKG_STATUS.pop("libsasl2-modules", None)
+
+    assert states.__utils__["mailstack_owned.load"](state_dir)["packages"] == ["libsasl2-modules"]
+
+
+def test_a_removed_package_is_forgotten_from_the_record(states, pkg_states, tmp_path):
+    state_dir = str(tmp_path / "state")
+    states.__utils__["mailstack_owned.record"](state_dir, "packages", "postfix")
+    info = tmp_path / "var" / "lib" / "dpkg" / "info"
+
+    def remove(**kwargs):
+        (info / "postfix.list").unlink()
+        DPKG_STATUS["postfix"] = "deinstall ok config-files"
+        return {"name": kwargs["name"], "result": True, "comment": "removed", "changes": {}}
+
+    states.__states__["pkg.removed"] = remove
+    states.__salt__["pkg.list_pkgs"] = lambda: (
+        {} if DPKG_STATUS["postfix"].startswith("deinstall") else {"postfix": "3"}
+    )
+    try:
+        states.packages_removed("x", ["postfix"], state_dir=state_dir)
+    finally:
+        DPKG_STATUS["postfix"] = "hold ok installed"
+
+    assert states.__utils__["mailstack_owned.load"](state_dir)["packages"] == []
+
+
+def test_an_existing_group_is_taken_over_only_when_pillar_says_so(states, tmp_path, monkeypatch):
+    state_dir = str(tmp_path / "state")
+    states.__salt__["group.members"] = lambda name, members: True
+
+    refused = states.owned_group("staff", [], state_dir=state_dir)
+    taken = states.owned_group("staff", [], state_dir=state_dir, take_over=True)
+
+    assert refused["result"] is False and "not created by the mail formula" in refused["comment"]
+    assert taken["result"] is True
+    assert states.__utils__["mailstack_owned.owns"](state_dir, "groups", "staff")
+
+
+def test_a_group_someone_has_as_primary_group_is_not_filled(states, tmp_path):
+    # Debian's user "mail" has the group "mail" as its primary group.
+    ret = states.owned_group("mail", ["www-data"], state_dir=str(tmp_path / "state"), take_over=True)
+
+    assert ret["result"] is False and "mail has group mail as primary group" in ret["comment"]
