@@ -285,6 +285,8 @@ def _refuse_unsafe_paths(conf, current):
             found = problem(item["path"], FS_ROOT, follow_last=True)
         elif item["kind"] == "directory":
             found = problem(item["path"], FS_ROOT)
+        elif item["kind"] == "textfile":
+            found = _owned_util("unsafe_textfile_dir_problem")(os.path.dirname(item["path"]), FS_ROOT)
         else:
             found = problem(os.path.dirname(item["path"]), FS_ROOT)
         if found:
@@ -496,15 +498,18 @@ def _host_facts(conf, include_secrets):
         "systemd": _systemd_booted(),
         "syslog": _syslog_available(),
         "installed_dropins": _installed_alert_dropins(lookup["systemd_unit_dir"]),
-        "health_timer_installed": os.path.exists(
-            os.path.join(FS_ROOT, lookup["systemd_unit_dir"].lstrip("/"), "mail-health.timer")
-        ),
+        "health_timer_installed": _unit_file_exists(lookup, "mail-health.timer"),
+        "metrics_timer_installed": _unit_file_exists(lookup, "mail-metrics.timer"),
         "owned_files": record["files"],
         "owned_packages": _owned_packages(conf, record),
         "formula_dir": _formula_dir(),
         "mailu_user_is_address": __utils__["mailstack_settings.is_address"](conf["mailu"]["user"]),
         "mask": None if include_secrets else MASK,
     }
+
+
+def _unit_file_exists(lookup, unit):
+    return os.path.exists(os.path.join(FS_ROOT, lookup["systemd_unit_dir"].lstrip("/"), unit))
 
 
 def _owned_packages(conf, record):

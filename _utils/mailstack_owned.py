@@ -198,6 +198,41 @@ def _unsafe_link_target(current, shown, info, root):
     return f"{shown} points to {target}, and {problem}" if problem else None
 
 
+# Accounts below this uid are the system's own (Debian's SYS_UID_MAX is 999).
+SYSTEM_UID_LIMIT = 1000
+
+
+def unsafe_textfile_dir_problem(path, root="/"):
+    """
+    Why the metrics collector must not write into ``path``, or ``None``: the
+    directory itself (where it exists) must be root's, writable by root alone;
+    the directories above it no symbolic link, owned by root or by a system
+    account (Debian's ``prometheus`` package gives ``/var/lib/prometheus`` to
+    its own user), and writable by no one else. The collector opens each part
+    without following links and writes its file new, then renames it.
+    """
+    parts = [part for part in path.strip("/").split("/") if part]
+    current = root
+    for index, part in enumerate(["", *parts]):
+        current = os.path.join(current, part) if part else root
+        shown = current if root == "/" else "/" + os.path.relpath(current, root)
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            return None
+        if index == len(parts) or stat.S_ISLNK(info.st_mode):
+            problem = _unsafe_component(shown, info, False)
+        elif info.st_uid >= SYSTEM_UID_LIMIT:
+            problem = f"{shown} is owned by a user who is not a system account"
+        elif info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid >= SYSTEM_UID_LIMIT):
+            problem = f"{shown} is writable by users other than its owner"
+        else:
+            problem = None
+        if problem:
+            return problem
+    return None
+
+
 def primary_members(group_name):
     """Users whose primary group is ``group_name`` (``getent group`` does not list them)."""
     import grp  # pylint: disable=import-outside-toplevel

@@ -25,6 +25,14 @@ ALERT_DROPIN = "50-mail-alert.conf"
 
 HEALTH_UNIT = "mail-health"
 
+METRICS_UNIT = "mail-metrics"
+
+# The file node_exporter's textfile collector reads (it reads *.prom only).
+METRICS_FILE = "mailstack.prom"
+
+# The collector runs on the system's own Python, not Salt's: isolated, without site.
+METRICS_PYTHON = "/usr/bin/python3"
+
 # Where an operator's own main.cf is kept when mail:take_over:postfix hands Postfix to the formula.
 MAIN_CF_BEFORE = "main.cf.before-mail-formula"
 
@@ -357,7 +365,7 @@ def written_files(plan):
     return [
         (item["key"], item["path"])
         for item in plan["inventory"]
-        if item["kind"] == "file" and item["guard"] == "marker" and item["wanted"]
+        if item["kind"] in ("file", "textfile") and item["guard"] == "marker" and item["wanted"]
     ]
 
 
@@ -422,7 +430,7 @@ def build(conf, decided, container, host):
     host
         Facts of the running system: ``fqdn``, ``systemd`` (PID 1 is
         systemd), ``syslog`` (``/dev/log`` exists), ``installed_dropins``
-        (alert drop-ins present), ``health_timer_installed``,
+        (alert drop-ins present), ``health_timer_installed``, ``metrics_timer_installed``,
         ``owned_files`` (recorded as the formula's), ``owned_packages``
         (installed by the formula), ``formula_dir`` (on the file server),
         ``mailu_user_is_address``, and ``mask``: what replaces passwords, or
@@ -457,6 +465,7 @@ def build(conf, decided, container, host):
         "virtual_alias": _virtual_alias(conf["aliases"], myhostname) if postfix else "",
     }
     alerts, health = _alerts_plan(conf, host, items), _health_plan(conf, host, items)
+    metrics = _metrics_plan(conf, host, items, decided["mode"], postfix)
     packages = _packages(conf, postfix, host["owned_packages"])
     layout = _completed(
         {
@@ -465,6 +474,7 @@ def build(conf, decided, container, host):
             "msmtp": _msmtp_files(conf, files, items),
             "alerts": _alerts_files(conf, alerts, items),
             "health": _health_files(conf, health, items),
+            "metrics": _metrics_files(conf, metrics, items),
         },
         conf,
         host["formula_dir"],
@@ -497,7 +507,15 @@ def build(conf, decided, container, host):
         "sendmail_provider": _sendmail(conf, postfix, items),
         "senders_group": _senders_group(conf, secret_in_msmtprc, items),
         "layout": layout,
-        "inventory": inventory(items, layout, packages, postfix, files["msmtp_log"]["logfile"]),
+        "metrics": metrics,
+        "inventory": inventory(
+            items,
+            layout,
+            packages,
+            postfix,
+            files["msmtp_log"]["logfile"],
+            metrics["enabled"] and metrics["textfile"],
+        ),
         "clean": cleanup(conf, host, items),
     }
 
@@ -573,6 +591,51 @@ def _health_plan(conf, host, items):
     }
 
 
+def _cron_minutes(interval):
+    """The minute field of a cron entry running every ``interval`` seconds (whole minutes)."""
+    minutes = max(1, interval // 60)
+    return "*" if minutes == 1 else f"*/{minutes}"
+
+
+def _metrics_plan(conf, host, items, mode_name, postfix):
+    """The metrics file for node_exporter: its collector, refreshed by a timer or cron."""
+    lookup, metrics = conf["lookup"], conf["metrics"]
+    systemd = host["systemd"]
+    textfile = items["metrics:textfile"]["path"]
+    if not metrics["enabled"]:
+        reason = "mail:metrics:enabled is false"
+    elif systemd:
+        reason = f"{METRICS_UNIT}.timer writes {textfile} every {metrics['interval']} s"
+    else:
+        reason = f"no systemd: a cron entry in {lookup['cron_dir']} writes {textfile}"
+    state_dir = lookup["state_dir"]
+    return {
+        **metrics,
+        "systemd": systemd,
+        "textfile": textfile,
+        "script": items["metrics:script"]["path"],
+        "timer": items["metrics:timer-unit"]["path"],
+        "timer_installed": host["metrics_timer_installed"],
+        "accuracy": max(1, metrics["interval"] // 10),
+        "cron_minutes": _cron_minutes(metrics["interval"]),
+        # What the collector reads; nothing secret, no address.
+        "collector": {
+            "directory": metrics["directory"],
+            "file": METRICS_FILE,
+            "mode": mode_name,
+            "sendmail": "postfix" if postfix else "msmtp",
+            "postfix": postfix,
+            "postfix_log": lookup["postfix"]["maillog_file"],
+            "msmtp_log": conf["msmtp"]["logfile"],
+            "health_state": items["state:health.last"]["path"],
+            "alerts_dir": f"{state_dir}/alerts",
+            "state": items["state:metrics.json"]["path"],
+            "journal_cursor": items["state:metrics.journal"]["path"],
+        },
+        "reason": reason,
+    }
+
+
 def _postfix_reason(conf, container, postfix):
     if postfix:
         return "a local loopback-only Postfix relay queues the mail"
@@ -596,7 +659,8 @@ def _item(concern, kind, path, key, guard, **extra):
     kind
         ``file``, ``table`` (built by postmap from a file), ``directory``,
         ``log_file``, ``group``, ``package``, ``program`` (run, never
-        written), ``link`` (the sendmail link), ``unit`` or ``command`` (a
+        written), ``link`` (the sendmail link), ``unit``, ``textfile`` (the metrics file,
+        written by the formula's collector) or ``command`` (a
         command line of the system's run by a state).
     key
         The pillar key (under ``mail:``) that names or moves it.
@@ -629,6 +693,7 @@ def catalogue(conf, host):
         *_msmtp_items(conf, host),
         *_alerts_items(conf, host),
         *_health_items(conf),
+        *_metrics_items(conf),
         *_state_items(conf),
     ):
         items[item.pop("id")] = item
@@ -749,8 +814,53 @@ def _health_items(conf):
     yield _item("health", "unit", f"{HEALTH_UNIT}.timer", "health:enabled", "marker", id="health:timer-unit")
 
 
+def _metrics_items(conf):
+    lookup = conf["lookup"]
+    unit_dir = lookup["systemd_unit_dir"]
+    yield _item(
+        "metrics",
+        "file",
+        f"{lookup['libexec_dir']}/{METRICS_UNIT}",
+        "lookup:libexec_dir",
+        "marker",
+        id="metrics:script",
+    )
+    for suffix in ("service", "timer"):
+        path = f"{unit_dir}/{METRICS_UNIT}.{suffix}"
+        yield _item("metrics", "file", path, "lookup:systemd_unit_dir", "marker", id=f"metrics:{suffix}")
+    yield _item(
+        "metrics",
+        "file",
+        f"{lookup['cron_dir']}/{METRICS_UNIT}",
+        "lookup:cron_dir",
+        "marker",
+        id="metrics:cron",
+    )
+    yield _item(
+        "metrics", "unit", f"{METRICS_UNIT}.timer", "metrics:enabled", "marker", id="metrics:timer-unit"
+    )
+    # The collector, run once by the apply that writes it (then by its timer or cron).
+    yield _item(
+        "metrics",
+        "command",
+        f"{lookup['libexec_dir']}/{METRICS_UNIT}",
+        "lookup:libexec_dir",
+        "marker",
+        id="metrics:refresh",
+    )
+    # Written by the collector, not by Salt, with the formula's marker as its first (comment) line.
+    yield _item(
+        "metrics",
+        "textfile",
+        f"{conf['metrics']['directory']}/{METRICS_FILE}",
+        "metrics:directory",
+        "marker",
+        id="metrics:textfile",
+    )
+
+
 # What the formula keeps in its state directory: removed by mail.clean with it.
-STATE_FILES = ("health.last", "owned.json", "owned.json.new")
+STATE_FILES = ("health.last", "metrics.json", "metrics.journal", "owned.json", "owned.json.new")
 STATE_SUBDIRS = ("alerts",)
 
 
@@ -774,7 +884,7 @@ def _state_items(conf):
         )
 
 
-def inventory(items, layout, packages, postfix, logfile):
+def inventory(items, layout, packages, postfix, logfile, textfile=""):
     """
     The catalogue as a list, each item saying whether this plan wants it
     (``wanted``) and, for files, with the owner and mode the plan gives it.
@@ -788,6 +898,7 @@ def inventory(items, layout, packages, postfix, logfile):
         },
         "unit": {items["smtp:service"]["path"]} if postfix else set(),
         "log_file": {logfile} if logfile else set(),
+        "textfile": {textfile} if textfile else set(),
         # The record of what the formula owns lives in its state directory.
         "directory": {item["path"] for item in items.values() if item["kind"] == "directory"},
         "command": {item["path"] for item in items.values() if item["kind"] == "command"},
@@ -939,6 +1050,39 @@ def _health_files(conf, health, items):
     return layout
 
 
+def _metrics_files(conf, metrics, items):
+    """The collector, its timer units with systemd or its cron entry without; and, when
+    metrics are off, the metrics file it wrote."""
+    enabled, systemd = metrics["enabled"], metrics["systemd"]
+    script = items["metrics:script"]
+    layout = {
+        "script": _from_template(
+            script, "mail-metrics.py.jinja", conf, mode="0755", context={"collector": metrics["collector"]}
+        )
+        if enabled
+        else _absent(script)
+    }
+    context = {k: metrics[k] for k in ("script", "interval", "accuracy", "cron_minutes")}
+    if systemd:
+        for key in ("service", "timer"):
+            item = items[f"metrics:{key}"]
+            layout[key] = (
+                _from_template(item, f"mail-metrics.{key}.jinja", conf, context=context)
+                if enabled
+                else _absent(item)
+            )
+    else:
+        cron = items["metrics:cron"]
+        layout["cron"] = (
+            _from_template(cron, "mail-metrics.cron.jinja", conf, context=context)
+            if enabled
+            else _absent(cron)
+        )
+    if not enabled:
+        layout["textfile"] = _absent(items["metrics:textfile"])
+    return layout
+
+
 def _paths(items, concern, *kinds, guards=None):
     """The paths (or names) of ``concern``'s items of ``kinds``, each once."""
     return list(
@@ -962,7 +1106,7 @@ def cleanup(conf, host, items=None):
     are removed (``mailstack.formula_files_absent``).
 
     host
-        ``systemd``, ``health_timer_installed``, ``installed_dropins``,
+        ``systemd``, ``health_timer_installed``, ``metrics_timer_installed``, ``installed_dropins``,
         ``owned_files`` and ``owned_packages`` (recorded in the state directory).
     """
     items = items or catalogue(conf, host)
@@ -992,6 +1136,11 @@ def cleanup(conf, host, items=None):
         "health": {
             "timer": items["health:timer-unit"]["path"] if host["health_timer_installed"] else "",
             "files": _paths(items, "health", "file"),
+            "systemd": host["systemd"],
+        },
+        "metrics": {
+            "timer": items["metrics:timer-unit"]["path"] if host["metrics_timer_installed"] else "",
+            "files": _paths(items, "metrics", "file", "textfile"),
             "systemd": host["systemd"],
         },
         "directories": {

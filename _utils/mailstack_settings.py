@@ -53,6 +53,10 @@ TEMPLATES = (
     "mail-health.service.jinja",
     "mail-health.timer.jinja",
     "mail-health.cron.jinja",
+    "mail-metrics.py.jinja",
+    "mail-metrics.service.jinja",
+    "mail-metrics.timer.jinja",
+    "mail-metrics.cron.jinja",
 )
 
 # A template override: a file on the Salt fileserver, never a URL or a local path.
@@ -179,6 +183,12 @@ POSTFIX_CONFIG_DIR = "/etc/postfix"
 MSMTP_CONFIGS = ("/etc/msmtprc", "/usr/local/etc/msmtprc")
 MSMTP_ALIASES_FILES = ("/etc/aliases.msmtp", "/usr/local/etc/aliases.msmtp")
 LOG_DIR = "/var/log/"
+# node_exporter's textfile collector directories: Debian's, and the usual ones elsewhere.
+METRICS_DIRS = (
+    "/var/lib/prometheus/node-exporter",
+    "/var/lib/node_exporter/textfile_collector",
+    "/var/lib/node_exporter",
+)
 
 # Programs root runs, at the places their packages install them.
 MSMTP_BINARY_DIRS = ("/usr/bin", "/bin", "/usr/local/bin")
@@ -602,6 +612,7 @@ def validate(raw, known_postfix_parameters, in_container):
         "relay": _validate_relay(check),
         "alerts": _validate_alerts(check),
         "health": _validate_health(check),
+        "metrics": _validate_metrics(check),
         "tofs": {"source_files": _validate_tofs(check, raw["tofs"]["source_files"])},
         "take_over": _validate_take_over(check),
         "lookup": _validate_lookup(raw.get("lookup", {})),
@@ -686,6 +697,17 @@ def _validate_health(check):
         "randomized_delay": check.integer("health:randomized_delay", 0, 86400),
         "retries": check.integer("health:retries", 0, 10),
         "retry_delay": check.integer("health:retry_delay", 1, 3600),
+    }
+
+
+def _validate_metrics(check):
+    """The metrics file for node_exporter: where (a textfile directory of the allow-list) and how often."""
+    return {
+        "enabled": check.boolean("metrics:enabled"),
+        "directory": _require_one_of(
+            check, "metrics:directory", METRICS_DIRS, "a directory node_exporter's textfile collector reads"
+        ),
+        "interval": check.integer("metrics:interval", 60, 3600),
     }
 
 

@@ -13,6 +13,7 @@ include:
   - .msmtp.clean
   - .alerts.clean
   - .health.clean
+  - .metrics.clean
 
 mail-clean-own-directories-absent:
   mailstack.formula_dir_absent:
@@ -28,4 +29,5 @@ mail-clean-own-directories-absent:
       - mailstack: mail-msmtp-clean-senders-group-absent
       - mailstack: mail-alerts-clean-files-absent
       - mailstack: mail-health-clean-files-absent
+      - mailstack: mail-metrics-clean-files-absent
 {%- endif %}

@@ -17,4 +17,5 @@ include:
   - .msmtp.sendmail
   - .alerts
   - .health
+  - .metrics
 {%- endif %}

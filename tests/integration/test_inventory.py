@@ -14,8 +14,8 @@ from tests.integration.conftest import run_parallel
 from tests.integration.test_render_per_os_and_mode import MODES, parse_show_sls
 
 PROFILES = ("debian12", "fedora40")
-# Health mail on, and Postfix (installed on the fake Fedora) the formula's to remove.
-EXTRA = {"health": {"enabled": True}, "take_over": {"postfix": True}}
+# Health mail and metrics on, and Postfix (installed on the fake Fedora) the formula's to remove.
+EXTRA = {"health": {"enabled": True}, "metrics": {"enabled": True}, "take_over": {"postfix": True}}
 CASES = [(profile, mode, sls) for profile in PROFILES for mode in MODES for sls in ("mail", "mail.clean")]
 
 

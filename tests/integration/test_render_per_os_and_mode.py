@@ -73,6 +73,8 @@ MODES = {
             "password": PASSWORD,
         },
     },
+    # The local relay, with the metrics for node_exporter (cron: no systemd here).
+    "relay_metrics": {"container": False, "metrics": {"enabled": True, "interval": 300}},
     # Nothing managed, even though credentials are in the pillar.
     "disabled": {
         "enabled": False,
@@ -80,7 +82,7 @@ MODES = {
     },
 }
 
-POSTFIX_MODES = {"relay", "relay_auth", "mailu_queue"}
+POSTFIX_MODES = {"relay", "relay_auth", "mailu_queue", "relay_metrics"}
 MSMTP_MODES = {"mailu", "container_relay", "container_relay_auth"}
 # Modes whose msmtprc holds a password (msmtp itself authenticates).
 SECRET_MSMTPRC_MODES = {"mailu", "container_relay_auth"}
@@ -188,6 +190,7 @@ def _empty_inventory():
         "postfix_dead": [],
         "groups_present": {},
         "groups_absent": [],
+        "commands": [],
         "other": [],
     }
 
@@ -235,6 +238,8 @@ def inventory(states):
             inv["groups_present"][args["name"]] = sorted(args.get("members") or [])
         elif key in ("group.absent", "mailstack.owned_group_absent"):
             inv["groups_absent"].append(args["name"])
+        elif key == "cmd.run":
+            inv["commands"].append(args["name"])
         elif key in ("mailstack.postmapped", "test.show_notification"):
             pass
         else:
@@ -244,6 +249,9 @@ def inventory(states):
 
 HEALTH_SCRIPT = "/usr/local/lib/mailstack/mail-health"
 HEALTH_CRON = "/etc/cron.d/mail-health"
+METRICS_SCRIPT = "/usr/local/lib/mailstack/mail-metrics"
+METRICS_CRON = "/etc/cron.d/mail-metrics"
+METRICS_FILE = "/var/lib/prometheus/node-exporter/mailstack.prom"
 
 
 def expected_inventory(profile, mode):
@@ -265,11 +273,20 @@ def expected_inventory(profile, mode):
         # Only root and the (here empty) mail:senders group read a secret-bearing msmtprc.
         "groups_present": {SENDERS_GROUP: []} if secret else {},
         "groups_absent": [] if secret else [SENDERS_GROUP],
+        "commands": [],
         "other": [],
     }
     # No systemd on these minions, health mail off by default: mail.health
     # makes sure neither its script nor its cron entry is there.
     inv["absent"] += [HEALTH_SCRIPT, HEALTH_CRON]
+    # Metrics off by default: the collector, its cron entry and its file absent. On: the
+    # collector and cron entry written, and the collector run once when it changes.
+    if mode == "relay_metrics":
+        inv["managed"][METRICS_SCRIPT] = {"user": "root", "group": "root", "mode": "0755"}
+        inv["managed"][METRICS_CRON] = {"user": "root", "group": "root", "mode": "0644"}
+        inv["commands"] = [METRICS_SCRIPT]
+    else:
+        inv["absent"] += [METRICS_SCRIPT, METRICS_CRON, METRICS_FILE]
     if mode in ADMIN_MODES:
         inv["managed"]["/etc/aliases.msmtp"] = {"user": "root", "group": "root", "mode": "0644"}
     else:
@@ -335,7 +352,7 @@ def expected_main_cf(profile, mode):
         "smtp_sasl_auth_enable": "yes",
         "smtp_sasl_password_maps": f"{fam['map_type']}:/etc/postfix/sasl_passwd",
     }
-    if mode == "relay":
+    if mode in ("relay", "relay_metrics"):
         params.update({"relayhost": "", "smtp_tls_security_level": "may"})
         absent = [
             "smtp_sasl_auth_enable",

@@ -29,10 +29,18 @@ SUB_STATES = [
     "mail.msmtp.sendmail",
     "mail.alerts",
     "mail.health",
+    "mail.metrics",
 ]
 # Where the plan has Postfix, sendmail is Postfix's: mail.msmtp.sendmail only includes msmtp.
 NOTHING_OF_ITS_OWN = {("relay", "mail.msmtp.sendmail")}
-CLEAN_STATES = ["mail.clean", "mail.smtp.clean", "mail.msmtp.clean", "mail.alerts.clean", "mail.health.clean"]
+CLEAN_STATES = [
+    "mail.clean",
+    "mail.smtp.clean",
+    "mail.msmtp.clean",
+    "mail.alerts.clean",
+    "mail.health.clean",
+    "mail.metrics.clean",
+]
 
 
 @pytest.mark.parametrize("sls", SUB_STATES + CLEAN_STATES)
