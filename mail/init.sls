@@ -17,4 +17,16 @@ include:
   - .msmtp.sendmail
   - .alerts
   - .health
+
+{#- A marker for the whole apply: left first, removed last; one found at the
+    start is an apply that was killed or cut off (mailstack.status shows it). #}
+mail-apply-started:
+  mailstack.apply_started:
+    - name: {{ mapdata.mail.lookup.state_dir | json }}
+    - order: 1
+
+mail-apply-finished:
+  mailstack.apply_finished:
+    - name: {{ mapdata.mail.lookup.state_dir | json }}
+    - order: last
 {%- endif %}
