@@ -726,6 +726,15 @@ def _queue_summary():
     return summary
 
 
+def _queue_or_why_not():
+    """The queue's summary; where it cannot be read (Postfix half-installed by an
+    interrupted run), why, so that the rest of the status still shows."""
+    try:
+        return _queue_summary()
+    except CommandExecutionError as exc:
+        return {"error": str(exc)}
+
+
 def _last_health_send(state_file):
     """The last run of the health mail: ``{"time", "result", "detail"}``, or ``None``."""
     try:
@@ -747,15 +756,20 @@ def _interrupted(conf):
     notes = []
     if dpkg:
         notes.append(
-            f"dpkg was interrupted ({', '.join(dpkg['packages']) or 'packages it did not name'}): the next apply"
-            " that installs or removes a package, or whose packages these are, runs `dpkg --configure -a`"
+            f"dpkg was interrupted ({', '.join(dpkg['packages']) or 'packages it did not name'}):"
+            " the next apply that installs or removes a package, or whose packages these are,"
+            " runs `dpkg --configure -a`"
         )
     if apply:
         notes.append(f"the apply of mail started at {apply['started_at']} never finished: apply again")
     elif marker:
-        notes.append(f"an apply of mail is under way (started at {marker['started_at']}, pid {marker['pid']})")
+        notes.append(
+            f"an apply of mail is under way (started at {marker['started_at']}, pid {marker['pid']})"
+        )
     if record:
-        notes.append(f"the formula's record {record}: applies are refused until it is restored or moved aside")
+        notes.append(
+            f"the formula's record {record}: applies are refused until it is restored or moved aside"
+        )
     return {
         "dpkg": dpkg["packages"] if dpkg else None,
         "apply": {"started_at": apply["started_at"], "pid": apply["pid"]} if apply else None,
@@ -769,11 +783,12 @@ def status(check_next_hop=True):
     Is mail working on this node, and if not, why? Shows the mode, whether
     Postfix is installed, running and enabled at boot (``None`` where systemd
     does not run), what was interrupted (``interrupted``: a dpkg run left
-    half-done, the formula's last apply cut off, a corrupt record), the queue (``total``, ``active``, ``deferred``, ``hold``,
-    the age in seconds of the oldest message and the most frequent deferral
-    reasons), the last health mail, and whether the next hop answers
-    (``mailstack.probe``, skipped with ``check_next_hop=False``). Changes
-    nothing; cheap enough to call every minute.
+    half-done, the formula's last apply cut off, a corrupt record), the
+    queue (``total``, ``active``, ``deferred``, ``hold``, the age in seconds
+    of the oldest message and the most frequent deferral reasons), the last
+    health mail, and whether the next hop answers (``mailstack.probe``,
+    skipped with ``check_next_hop=False``). Changes nothing; cheap enough to
+    call every minute.
 
     CLI Example:
 
@@ -794,7 +809,7 @@ def status(check_next_hop=True):
         "mode": current["mode"],
         "sendmail": current["sendmail"],
         "postfix": daemon,
-        "queue": _queue_summary() if daemon["installed"] else None,
+        "queue": _queue_or_why_not() if daemon["installed"] else None,
         "next_hop": current["next_hop"],
         "next_hop_answers": hop["reachable"],
         "next_hop_comment": hop["comment"],

@@ -5,6 +5,7 @@ shell, and reading Postfix's parameters. The caller passes its ``__salt__``,
 so that commands run through Salt's ``cmd.run_all`` (and its logging).
 """
 
+import contextlib
 import glob
 import os
 
@@ -217,10 +218,8 @@ def mark_apply_started(state_dir, root="/"):
 
 
 def mark_apply_finished(state_dir):
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(apply_marker_path(state_dir))
-    except FileNotFoundError:
-        pass
 
 
 def _is_salt(cmdline):
