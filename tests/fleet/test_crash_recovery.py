@@ -103,8 +103,14 @@ def salt_tree(procs):
     return tree
 
 
+seen_salt = False
 while time.time() < deadline:
     procs = table()
+    salt = any("salt-call" in cmd for _, cmd in procs.values())
+    if seen_salt and not salt:
+        print("salt-call ended before any process matched")
+        sys.exit(4)
+    seen_salt = seen_salt or salt
     hit = [cmd for pid, (_, cmd) in procs.items() if pattern.search(cmd)]
     if hit:
         stopped = {}
@@ -179,12 +185,18 @@ class CrashNode:
             text=True,
         )
 
-    def watch(self, pattern: str, how: str, timeout: float = 600) -> tuple[str, str]:
+    def watch(self, pattern: str, how: str, applying: subprocess.Popen, timeout: float = 300):
+        """Until a process matching ``pattern`` runs; then the salt-call tree is frozen
+        (and killed with ``how == "kill"``). Returns what matched and what was stopped."""
         done = self.machine.run(
             ["python3", "/root/watcher.py", pattern, str(timeout), how], check=False, timeout=timeout + 30
         )
         lines = done.stdout.splitlines()
-        assert done.returncode == 0 and len(lines) == 2, f"no process matched {pattern!r}: {done!r}"
+        if done.returncode != 0 or len(lines) != 2:
+            if applying.poll() is None:
+                applying.kill()
+            out, err = applying.communicate(timeout=60)
+            pytest.fail(f"no process matched {pattern!r}: {done!r}\napply: {out[-3000:]}\n{err[-2000:]}")
         return lines[0], lines[1]
 
     def status(self) -> dict:
@@ -260,7 +272,7 @@ def crash_node(fleet_images, fleet_bridge, fleet_peers, test_ca):
 RELAY, MAILU = "relay", "mailu direct"
 PILLARS = {RELAY: relay_pillar, MAILU: mailu_direct_pillar}
 KILL_POINTS = {
-    "first-apply-killed-while-dpkg-unpacks-postfix": (None, RELAY, r"dpkg .*--unpack .*postfix_", "kill"),
+    "first-apply-killed-while-dpkg-unpacks-postfix": (None, RELAY, r"dpkg-deb .*postfix_", "kill"),
     "switch-to-msmtp-killed-while-dpkg-removes-postfix": (
         RELAY,
         MAILU,
@@ -276,7 +288,7 @@ KILL_POINTS = {
     "switch-to-msmtp-killed-while-dpkg-unpacks-msmtp-mta": (
         RELAY,
         MAILU,
-        r"dpkg .*--unpack .*msmtp-mta_",
+        r"dpkg-deb .*msmtp-mta_",
         "kill",
     ),
     "switch-to-postfix-killed-while-postfix-postinst-configures": (
@@ -294,7 +306,7 @@ KILL_POINTS = {
     "switch-to-postfix-power-cut-while-dpkg-unpacks-postfix": (
         MAILU,
         RELAY,
-        r"dpkg .*--unpack .*postfix_",
+        r"dpkg-deb .*postfix_",
         "power",
     ),
     "switch-to-msmtp-power-cut-while-dpkg-removes-postfix": (
@@ -359,7 +371,7 @@ def test_one_apply_after_an_apply_killed_or_cut_off_converges_and_mail_arrives_o
 
     started = time.monotonic()
     applying = node.start_apply()
-    matched, stopped = node.watch(pattern, how)
+    matched, stopped = node.watch(pattern, how, applying)
     if how == "power":
         node.power_cut()
         applying.wait(60)
