@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
+import signal
 import subprocess
 import tempfile
 import time
@@ -191,6 +192,10 @@ class CrashNode:
         done = self.machine.run(
             ["python3", "/root/watcher.py", pattern, str(timeout), how], check=False, timeout=timeout + 30
         )
+        # nsenter stops itself when its child is stopped (job control) and stays
+        # stopped: it must go on to reap the killed salt-call.
+        with contextlib.suppress(ProcessLookupError):
+            applying.send_signal(signal.SIGCONT)
         lines = done.stdout.splitlines()
         if done.returncode != 0 or len(lines) != 2:
             if applying.poll() is None:
