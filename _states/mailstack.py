@@ -406,9 +406,14 @@ def _installed_packages(pkgs):
     return __utils__["mailstack_system.installed_packages"](__salt__, __grains__, pkgs, FS_ROOT)
 
 
-def _unpacked_packages(pkgs):
-    """Those of ``pkgs`` dpkg holds files of (installed, or left half-done)."""
-    return __utils__["mailstack_system.unpacked_packages"](pkgs, FS_ROOT)
+def _settle_installing(state_dir):
+    """Packages an apply noted it was installing and never finished
+    (``mailstack_owned.begin_installing``): those dpkg holds files of
+    (installed, or left half-done) are recorded as the formula's."""
+    pending = _owned("installing")(state_dir)
+    if pending:
+        unpacked = __utils__["mailstack_system.unpacked_packages"](pending, FS_ROOT)
+        _owned("settle_installing")(state_dir, unpacked)
 
 
 class _InterruptedDpkg:
@@ -481,7 +486,7 @@ def packages_installed(name, pkgs, state_dir="", owned=()):
     """
     if state_dir and not __opts__["test"]:
         _owned("adopt_packages")(state_dir, owned)
-        _owned("settle_installing")(state_dir, _unpacked_packages)
+        _settle_installing(state_dir)
     dpkg = _InterruptedDpkg(name, pkgs)
     if dpkg.blocks(needed=False):
         return dpkg.ret
@@ -497,7 +502,7 @@ def packages_installed(name, pkgs, state_dir="", owned=()):
         for package in sorted(missing & _installed_packages(sorted(missing))):
             _owned("record")(state_dir, "packages", package)
     if state_dir and not __opts__["test"]:
-        _owned("settle_installing")(state_dir, _unpacked_packages)
+        _settle_installing(state_dir)
     return dpkg.noted(ret)
 
 
@@ -509,7 +514,7 @@ def packages_removed(name, pkgs, state_dir="", purge=False):
     ``packages_installed``). Any other package is left as it is.
     """
     if state_dir and not __opts__["test"]:
-        _owned("settle_installing")(state_dir, _unpacked_packages)
+        _settle_installing(state_dir)
     ours = [package for package in pkgs if not state_dir or _owned("owns")(state_dir, "packages", package)]
     left = sorted(set(pkgs) - set(ours))
     note = f"; left {', '.join(left)}: not installed by the mail formula" if left else ""

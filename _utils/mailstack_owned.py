@@ -215,15 +215,20 @@ def begin_installing(state_dir, packages):
     _save(state_dir, data)
 
 
+def installing(state_dir):
+    """The packages ``begin_installing`` noted and no ``settle_installing`` cleared."""
+    return list(_load_raw(state_dir).get("installing", []))
+
+
 def settle_installing(state_dir, unpacked):
     """Record as the formula's those of the packages noted by ``begin_installing``
-    that dpkg holds (``unpacked(names)``: installed or left half-way), and
-    clear the note. Reads the record only when nothing was noted."""
+    that dpkg holds (``unpacked``: names installed or left half-way), and clear
+    the note; returns those recorded."""
     data = _load_raw(state_dir)
     pending = data.get("installing")
     if not pending:
         return []
-    got = [name for name in unpacked(pending) if name in pending]
+    got = sorted(name for name in unpacked if name in pending)
     data["packages"] = sorted(set(data.get("packages", [])) | set(got))
     del data["installing"]
     _save(state_dir, data)

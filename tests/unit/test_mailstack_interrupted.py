@@ -214,7 +214,8 @@ def test_packages_noted_before_a_killed_install_are_the_formulas_where_dpkg_got_
     owned.begin_installing(state_dir, ["postfix", "libsasl2-modules"])
     owned.record(state_dir, "groups", "mail-senders")  # the note survives other records
 
-    got = owned.settle_installing(state_dir, lambda names: [n for n in names if n == "postfix"])
+    assert owned.installing(state_dir) == ["libsasl2-modules", "postfix"]
+    got = owned.settle_installing(state_dir, ["postfix", "msmtp"])
 
     assert got == ["postfix"]
     assert owned.load(state_dir) == {
@@ -223,7 +224,7 @@ def test_packages_noted_before_a_killed_install_are_the_formulas_where_dpkg_got_
         "packages": ["postfix"],
     }
     assert "installing" not in record_on_disk(state_dir)
-    assert owned.settle_installing(state_dir, lambda names: names) == []
+    assert owned.settle_installing(state_dir, ["postfix"]) == [] and owned.installing(state_dir) == []
 
 
 # ------------------------------------------------------------ dpkg's journal ---
