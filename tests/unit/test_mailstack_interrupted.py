@@ -458,6 +458,9 @@ def test_a_marker_left_by_a_killed_apply_is_reported_by_the_next_one(dpkg_states
 
 def test_a_marker_of_an_apply_still_running_is_not_an_interrupted_one(state_dir):
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "salt-call"])
+    cmdline = pathlib.Path(f"/proc/{running.pid}/cmdline")
+    while b"salt-call" not in cmdline.read_bytes():  # empty for a moment after the fork
+        time.sleep(0.01)
     try:
         os.makedirs(state_dir)
         boot = pathlib.Path("/proc/sys/kernel/random/boot_id").read_text().strip()
