@@ -497,7 +497,11 @@ def packages_installed(name, pkgs, state_dir="", owned=()):
         return dpkg.ret
     if state_dir and not __opts__["test"]:
         _owned("begin_installing")(state_dir, sorted(missing))
-    ret = __states__["pkg.installed"](name=name, pkgs=list(pkgs), refresh=True)
+    # Left half-installed by a killed dpkg (dpkg: "must be reinstalled"), which
+    # Salt's own package list counts as installed: only a reinstall finishes it.
+    half = __utils__["mailstack_system.unpacked_packages"](sorted(missing), FS_ROOT)
+    extra = {"reinstall": True} if half else {}
+    ret = __states__["pkg.installed"](name=name, pkgs=list(pkgs), refresh=True, **extra)
     if state_dir and ret["result"] and not __opts__["test"]:
         for package in sorted(missing & _installed_packages(sorted(missing))):
             _owned("record")(state_dir, "packages", package)
@@ -521,7 +525,8 @@ def packages_removed(name, pkgs, state_dir="", purge=False):
     dpkg = _InterruptedDpkg(name, ours)
     if dpkg.blocks(needed=False):
         return dpkg.ret
-    if not ours or not _installed_packages(ours):
+    present = _installed_packages(ours) | set(__utils__["mailstack_system.unpacked_packages"](ours, FS_ROOT))
+    if not ours or not present:
         return dpkg.noted(_ret(name, True, "All specified packages are already absent" + note))
     if dpkg.blocks(needed=True):
         return dpkg.ret

@@ -502,3 +502,29 @@ def test_status_of_a_node_where_nothing_was_interrupted_says_so(operator):
     interrupted = operator().status()["interrupted"]
 
     assert interrupted == {"dpkg": None, "apply": None, "record": None, "comment": "nothing interrupted"}
+
+
+def test_a_package_a_killed_dpkg_left_half_installed_is_reinstalled(dpkg_states):
+    # dpkg holds its files but its status is not "installed" (Salt's list counts it installed).
+    (dpkg_states.test_root / "var/lib/dpkg/info/postfix.list").write_text("")
+
+    dpkg_states.packages_installed("mail-smtp-package-installed", ["postfix"])
+
+    ((state, kwargs),) = dpkg_states.salt_states.calls
+    assert state == "pkg.installed" and kwargs["reinstall"] is True and kwargs["pkgs"] == ["postfix"]
+
+
+def test_a_missing_package_dpkg_never_held_is_installed_without_reinstall(dpkg_states):
+    dpkg_states.packages_installed("mail-smtp-package-installed", ["postfix"])
+
+    ((_, kwargs),) = dpkg_states.salt_states.calls
+    assert "reinstall" not in kwargs
+
+
+def test_the_formulas_package_left_half_installed_is_removed_when_the_mode_drops_it(dpkg_states, state_dir):
+    owned.record(state_dir, "packages", "postfix")
+    (dpkg_states.test_root / "var/lib/dpkg/info/postfix.list").write_text("")
+
+    dpkg_states.packages_removed("mail-smtp-package-removed", ["postfix"], state_dir=state_dir)
+
+    assert [call[0] for call in dpkg_states.salt_states.calls] == ["pkg.removed"]
