@@ -315,12 +315,6 @@ KILL_POINTS = {
         r"postmap hash:/etc/postfix/sasl_passwd",
         "kill",
     ),
-    "switch-to-postfix-killed-after-the-package-step-while-the-formula-has-systemd-start-postfix": (
-        MAILU,
-        RELAY,
-        r"(^|/| )systemctl start postfix",
-        "kill",
-    ),
     "switch-to-postfix-power-cut-while-dpkg-unpacks-postfix": (
         MAILU,
         RELAY,
