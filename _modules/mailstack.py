@@ -392,9 +392,17 @@ def validation_error(writes=True, tplroot=None):
     """
     try:
         _use_formula_dir(tplroot)
-        _settings()
+        conf = _settings()
     except CommandExecutionError as exc:
         return str(exc)
+    corrupt = _owned_util("record_problem")(_state_dir(conf))
+    if corrupt:
+        return (
+            f"The mail formula's record of what is its own, {corrupt}. It is not trusted and nothing is"
+            " changed on its strength: no package, group or file is removed or taken as the formula's."
+            " Look at it, then restore it or move it aside (the formula then counts Postfix and msmtp as"
+            " its own only where their configuration carries its marker)"
+        )
     return _ownership_error() if writes else ""
 
 
@@ -729,6 +737,15 @@ def _queue_summary():
     return summary
 
 
+def _queue_or_why_not():
+    """The queue's summary; where it cannot be read (Postfix half-installed by an
+    interrupted run), why, so that the rest of the status still shows."""
+    try:
+        return _queue_summary()
+    except CommandExecutionError as exc:
+        return {"error": str(exc)}
+
+
 def _last_health_send(state_file):
     """The last run of the health mail: ``{"time", "result", "detail"}``, or ``None``."""
     try:
@@ -739,15 +756,50 @@ def _last_health_send(state_file):
         return None
 
 
+def _interrupted(conf):
+    """What was cut off and not finished yet: dpkg's run (its journal) and the
+    formula's own last apply (its marker); ``comment`` says what to expect."""
+    system = "mailstack_system"
+    dpkg = __utils__[f"{system}.interrupted_dpkg"](FS_ROOT)
+    marker = __utils__[f"{system}.apply_marker"](_state_dir(conf), FS_ROOT)
+    apply = marker if marker and marker["interrupted"] else None
+    record = _owned_util("record_problem")(_state_dir(conf))
+    notes = []
+    if dpkg:
+        notes.append(
+            f"dpkg was interrupted ({', '.join(dpkg['packages']) or 'packages it did not name'}):"
+            " the next apply that installs or removes a package, or whose packages these are,"
+            " runs `dpkg --configure -a`"
+        )
+    if apply:
+        notes.append(f"the apply of mail started at {apply['started_at']} never finished: apply again")
+    elif marker:
+        notes.append(
+            f"an apply of mail is under way (started at {marker['started_at']}, pid {marker['pid']})"
+        )
+    if record:
+        notes.append(
+            f"the formula's record {record}: applies are refused until it is restored or moved aside"
+        )
+    return {
+        "dpkg": dpkg["packages"] if dpkg else None,
+        "apply": {"started_at": apply["started_at"], "pid": apply["pid"]} if apply else None,
+        "record": record,
+        "comment": "; ".join(notes) or "nothing interrupted",
+    }
+
+
 def status(check_next_hop=True):
     """
     Is mail working on this node, and if not, why? Shows the mode, whether
     Postfix is installed, running and enabled at boot (``None`` where systemd
-    does not run), the queue (``total``, ``active``, ``deferred``, ``hold``,
-    the age in seconds of the oldest message and the most frequent deferral
-    reasons), the last health mail, and whether the next hop answers
-    (``mailstack.probe``, skipped with ``check_next_hop=False``). Changes
-    nothing; cheap enough to call every minute.
+    does not run), what was interrupted (``interrupted``: a dpkg run left
+    half-done, the formula's last apply cut off, a corrupt record), the
+    queue (``total``, ``active``, ``deferred``, ``hold``, the age in seconds
+    of the oldest message and the most frequent deferral reasons), the last
+    health mail, and whether the next hop answers (``mailstack.probe``,
+    skipped with ``check_next_hop=False``). Changes nothing; cheap enough to
+    call every minute.
 
     CLI Example:
 
@@ -763,11 +815,12 @@ def status(check_next_hop=True):
     daemon = _postfix_daemon(conf)
     hop = probe() if check_next_hop else {"target": None, "reachable": None, "comment": "not checked"}
     return {
+        "interrupted": _interrupted(conf),
         "health": _last_health_send(current["health"]["state_file"]),
         "mode": current["mode"],
         "sendmail": current["sendmail"],
         "postfix": daemon,
-        "queue": _queue_summary() if daemon["installed"] else None,
+        "queue": _queue_or_why_not() if daemon["installed"] else None,
         "next_hop": current["next_hop"],
         "next_hop_answers": hop["reachable"],
         "next_hop_comment": hop["comment"],

@@ -173,8 +173,7 @@ def _listen_settings_changed(settings):
 def _record_listen_settings(settings):
     """Record what the master just started or restarted listens on, and its PID."""
     recorded = {"listen": _current_listen_settings(), "master_pid": _master_pid(settings["queue_directory"])}
-    with open(_marker_path(settings), "w", encoding="utf-8") as handle:
-        json.dump(recorded, handle)
+    _owned("write_atomically")(_marker_path(settings), json.dumps(recorded).encode("utf-8"))
 
 
 def _is_running(settings):
@@ -407,6 +406,73 @@ def _installed_packages(pkgs):
     return __utils__["mailstack_system.installed_packages"](__salt__, __grains__, pkgs, FS_ROOT)
 
 
+def _settle_installing(state_dir):
+    """Packages an apply noted it was installing and never finished
+    (``mailstack_owned.begin_installing``): those dpkg holds files of
+    (installed, or left half-done) are recorded as the formula's."""
+    pending = _owned("installing")(state_dir)
+    if pending:
+        unpacked = __utils__["mailstack_system.unpacked_packages"](pending, FS_ROOT)
+        _owned("settle_installing")(state_dir, unpacked)
+
+
+class _InterruptedDpkg:
+    """
+    What a package state does about an interrupted dpkg run (files left in
+    dpkg's journal, ``/var/lib/dpkg/updates``, while no dpkg or apt runs):
+    it finishes it with ``dpkg --configure -a`` before it goes on, and says so,
+    when the run was at one of the state's packages or when the state must
+    install or remove a package (apt refuses to until it is finished). An
+    interrupted run of other packages only, where the formula changes no
+    package, is left to its administrator (or unattended-upgrades), and the
+    comment says so. Nothing is forced, installed or removed to finish it.
+    Costs one ``os.listdir`` when dpkg reports nothing.
+    """
+
+    def __init__(self, name, pkgs):
+        self.name = name
+        self.found = __utils__["mailstack_system.interrupted_dpkg"](FS_ROOT)
+        self.mine = bool(self.found) and bool(set(self.found["packages"]) & set(pkgs))
+        self.note = ""
+        self.ret = None
+
+    def blocks(self, needed):
+        """Finish the interrupted run when it must be; whether the state stops here
+        (``self.ret``: the failure, or test mode's prediction)."""
+        if self.found is None or self.note or not (needed or self.mine):
+            return False
+        named = ", ".join(self.found["packages"]) or "packages it did not name"
+        if __opts__["test"]:
+            self.ret = _ret(
+                self.name,
+                None,
+                f"dpkg reports an interrupted run ({named}): `dpkg --configure -a` would finish it first",
+                {"dpkg": "configure -a"},
+            )
+            return True
+        finished = __utils__["mailstack_system.finish_interrupted_dpkg"](__salt__, FS_ROOT)
+        if finished is None:  # finished by someone else meanwhile
+            self.found = None
+            return False
+        if not finished["ok"]:
+            self.ret = _ret(self.name, False, finished["comment"])
+            return True
+        self.note = finished["comment"]
+        return False
+
+    def noted(self, ret):
+        if self.note:
+            ret["comment"] = f"{self.note}; {ret.get('comment') or ''}".rstrip("; ")
+            ret["changes"] = dict(ret.get("changes") or {}, dpkg="configure -a")
+        elif self.found is not None:
+            ret["comment"] = (
+                f"{ret.get('comment') or ''}; dpkg reports an interrupted run of"
+                f" {', '.join(self.found['packages']) or 'packages it did not name'}, none of this state's,"
+                " and this state changes no package: left to the administrator (`dpkg --configure -a`)"
+            )
+        return ret
+
+
 def packages_installed(name, pkgs, state_dir="", owned=()):
     """
     Salt's ``pkg.installed`` for ``pkgs`` (refreshing the package database
@@ -420,14 +486,28 @@ def packages_installed(name, pkgs, state_dir="", owned=()):
     """
     if state_dir and not __opts__["test"]:
         _owned("adopt_packages")(state_dir, owned)
+        _settle_installing(state_dir)
+    dpkg = _InterruptedDpkg(name, pkgs)
+    if dpkg.blocks(needed=False):
+        return dpkg.ret
     missing = set(pkgs) - _installed_packages(pkgs)
     if not missing:
-        return _ret(name, True, "All specified packages are already installed")
-    ret = __states__["pkg.installed"](name=name, pkgs=list(pkgs), refresh=True)
+        return dpkg.noted(_ret(name, True, "All specified packages are already installed"))
+    if dpkg.blocks(needed=True):
+        return dpkg.ret
+    if state_dir and not __opts__["test"]:
+        _owned("begin_installing")(state_dir, sorted(missing))
+    # Left half-installed by a killed dpkg (dpkg: "must be reinstalled"), which
+    # Salt's own package list counts as installed: only a reinstall finishes it.
+    half = __utils__["mailstack_system.unpacked_packages"](sorted(missing), FS_ROOT)
+    extra = {"reinstall": True} if half else {}
+    ret = __states__["pkg.installed"](name=name, pkgs=list(pkgs), refresh=True, **extra)
     if state_dir and ret["result"] and not __opts__["test"]:
         for package in sorted(missing & _installed_packages(sorted(missing))):
             _owned("record")(state_dir, "packages", package)
-    return ret
+    if state_dir and not __opts__["test"]:
+        _settle_installing(state_dir)
+    return dpkg.noted(ret)
 
 
 def packages_removed(name, pkgs, state_dir="", purge=False):
@@ -437,13 +517,21 @@ def packages_removed(name, pkgs, state_dir="", purge=False):
     only packages the formula installed; those removed are forgotten from
     the record in ``state_dir``.
     """
-    if not pkgs or not _installed_packages(pkgs):
-        return _ret(name, True, "All specified packages are already absent")
+    if state_dir and not __opts__["test"]:
+        _settle_installing(state_dir)
+    dpkg = _InterruptedDpkg(name, pkgs)
+    if dpkg.blocks(needed=False):
+        return dpkg.ret
+    present = _installed_packages(pkgs) | set(__utils__["mailstack_system.unpacked_packages"](pkgs, FS_ROOT))
+    if not pkgs or not present:
+        return dpkg.noted(_ret(name, True, "All specified packages are already absent"))
+    if dpkg.blocks(needed=True):
+        return dpkg.ret
     ret = __states__["pkg.purged" if purge else "pkg.removed"](name=name, pkgs=list(pkgs))
     if state_dir and ret["result"] and not __opts__["test"]:
         for package in sorted(set(pkgs) - _installed_packages(pkgs)):
             _owned("forget")(state_dir, "packages", package)
-    return ret
+    return dpkg.noted(ret)
 
 
 # ----------------------------------------------------- what the formula owns ---
@@ -742,3 +830,40 @@ def sendmail_link_absent(name, target):
         return _ret(name, None, f"{name} would be removed", {"removed": name})
     os.unlink(name)
     return _ret(name, True, f"{name} removed", {"removed": name})
+
+
+# ------------------------------------------------- an interrupted apply ---
+
+
+def _apply_marker(state_dir):
+    return __utils__["mailstack_system.apply_marker_path"](state_dir)
+
+
+def apply_started(name):
+    """
+    First state of an apply of ``mail``: leaves a marker in the formula's state
+    directory ``name`` that ``apply_finished``, its last state, removes. A
+    marker found here is an apply that never finished (killed, or a power
+    cut): the comment says so, and this apply goes on to complete it.
+    ``mailstack.status`` shows such a marker. Written without a flush to the
+    disk: an idempotent apply stays cheap, and a marker lost in a power cut
+    costs only that hint.
+    """
+    previous = __utils__["mailstack_system.apply_marker"](name)
+    comment = "apply started"
+    if previous and previous["interrupted"]:
+        comment = (
+            f"the apply started at {previous['started_at']} never finished (killed, or the power was cut):"
+            " this one goes on from where the system is"
+        )
+    if __opts__["test"]:
+        return _ret(name, True, comment)
+    __utils__["mailstack_system.mark_apply_started"](name)
+    return _ret(name, True, comment)
+
+
+def apply_finished(name):
+    """Last state of an apply of ``mail``: removes ``apply_started``'s marker."""
+    if not __opts__["test"]:
+        __utils__["mailstack_system.mark_apply_finished"](name)
+    return _ret(name, True, "apply finished")

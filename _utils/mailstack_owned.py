@@ -61,11 +61,16 @@ def foreign_file_problem(path):
     if link:
         return f"{link} is a symbolic link, and the formula never writes through one"
     try:
-        mode = os.lstat(path).st_mode
+        info = os.lstat(path)
     except FileNotFoundError:
         return None
+    mode = info.st_mode
     if not stat.S_ISREG(mode):
         return f"{path} exists and is not a regular file"
+    if info.st_size == 0 and info.st_uid == 0 and stat.S_IMODE(mode) & 0o022 == 0:
+        # What Salt's file.managed leaves of a new file when it is killed
+        # between creating it and renaming the content over it: nothing to keep.
+        return None
     if not carries_marker(path):
         return (
             f"{path} exists and was not written by the mail formula (it has no"
@@ -78,17 +83,53 @@ def _record_path(state_dir):
     return os.path.join(state_dir, RECORD)
 
 
-def _load_raw(state_dir):
+class CorruptRecord(ValueError):
+    """The record is there but is not one the formula wrote (truncated, edited, garbage)."""
+
+
+def _read_record(state_dir):
+    """The record as written, ``{}`` where there is none; ``CorruptRecord`` when
+    it cannot be what the formula wrote (which writes it whole or not at all,
+    ``write_atomically``)."""
     try:
         fd = _open_no_follow(_record_path(state_dir))
-    except OSError:
+    except FileNotFoundError:
         return {}
-    with os.fdopen(fd, encoding="utf-8") as handle:
-        try:
-            data = json.load(handle)
-        except ValueError:
-            data = {}
-    return data if isinstance(data, dict) else {}
+    except OSError as exc:
+        raise CorruptRecord(f"it cannot be opened: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise CorruptRecord("it is not a regular file")
+        text = handle.read()
+    try:
+        data = json.loads(text.decode("utf-8"))
+    except ValueError:
+        raise CorruptRecord(f"it is not JSON ({len(text)} bytes)") from None
+    if not isinstance(data, dict):
+        raise CorruptRecord("it is not a JSON object")
+    for kind in KINDS + ("installing",):
+        value = data.get(kind, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise CorruptRecord(f"its {kind!r} is not a list of names")
+    return data
+
+
+def record_problem(state_dir):
+    """Why the record in ``state_dir`` cannot be trusted, or ``None`` (also when there is none)."""
+    try:
+        _read_record(state_dir)
+    except CorruptRecord as exc:
+        return f"{_record_path(state_dir)} is corrupt: {exc}"
+    return None
+
+
+def _load_raw(state_dir):
+    """The record; a corrupt one counts as recording nothing (so nothing is
+    removed on its strength) and is never written over (``_save``)."""
+    try:
+        return _read_record(state_dir)
+    except CorruptRecord:
+        return {}
 
 
 def load(state_dir):
@@ -96,6 +137,15 @@ def load(state_dir):
     created or installed and recorded."""
     data = _load_raw(state_dir)
     return {kind: [item for item in data.get(kind, []) if isinstance(item, str)] for kind in KINDS}
+
+
+def _load_for_update(state_dir):
+    """``load``, keeping the note of packages being installed (``begin_installing``)."""
+    raw = _load_raw(state_dir)
+    data = {kind: [item for item in raw.get(kind, []) if isinstance(item, str)] for kind in KINDS}
+    if raw.get("installing"):
+        data["installing"] = raw["installing"]
+    return data
 
 
 def records_packages(state_dir):
@@ -109,34 +159,92 @@ def adopt_packages(state_dir, packages):
     returns whether it was started."""
     if records_packages(state_dir):
         return False
-    data = load(state_dir)
+    data = _load_raw(state_dir)
     data["packages"] = sorted(set(packages))
     _save(state_dir, data)
     return True
 
 
-def _save(state_dir, data):
-    os.makedirs(state_dir, mode=0o755, exist_ok=True)
-    path = _record_path(state_dir)
+def write_atomically(path, content, mode=0o644, durable=True):
+    """
+    Replace ``path`` with ``content`` (bytes) so that it is never seen, nor
+    left by a crash or a power cut, half-written: the content goes to a
+    temporary file in the same directory (``<name>.new``, created without
+    following a link, with ``mode`` from the start), which is flushed to the
+    disk (``fsync``) and renamed over ``path``; then the directory is flushed,
+    so that the rename itself survives. ``durable=False`` skips both flushes
+    (a marker whose loss in a power cut costs nothing but a hint).
+    """
+    directory = os.path.dirname(path) or "."
     temporary = f"{path}.new"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
+    if os.path.islink(temporary):
+        os.unlink(temporary)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(temporary, path)
+    if durable:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _save(state_dir, data):
+    problem = record_problem(state_dir)
+    if problem:
+        raise CorruptRecord(f"{problem}; it is left as it is, not written over")
+    os.makedirs(state_dir, mode=0o755, exist_ok=True)
+    write_atomically(_record_path(state_dir), json.dumps(data, sort_keys=True).encode("utf-8"))
+
+
+def begin_installing(state_dir, packages):
+    """Note, before asking apt, that the formula is about to install ``packages``:
+    if the apply is killed meanwhile, ``settle_installing`` at the next one
+    counts those dpkg got onto the system as the formula's."""
+    data = _load_raw(state_dir)
+    data["installing"] = sorted(set(packages))
+    _save(state_dir, data)
+
+
+def installing(state_dir):
+    """The packages ``begin_installing`` noted and no ``settle_installing`` cleared."""
+    return list(_load_raw(state_dir).get("installing", []))
+
+
+def settle_installing(state_dir, unpacked):
+    """Record as the formula's those of the packages noted by ``begin_installing``
+    that dpkg holds (``unpacked``: names installed or left half-way), and clear
+    the note; returns those recorded."""
+    data = _load_raw(state_dir)
+    pending = data.get("installing")
+    if not pending:
+        return []
+    got = sorted(name for name in unpacked if name in pending)
+    data["packages"] = sorted(set(data.get("packages", [])) | set(got))
+    del data["installing"]
+    _save(state_dir, data)
+    return got
 
 
 def record(state_dir, kind, name):
     """Remember that the formula created ``name`` (a file or a group) or installed it (a package)."""
-    data = load(state_dir)
+    data = _load_for_update(state_dir)
     if name not in data[kind]:
         data[kind] = sorted(data[kind] + [name])
         _save(state_dir, data)
 
 
 def forget(state_dir, kind, name):
-    data = load(state_dir)
+    data = _load_for_update(state_dir)
     if name in data[kind]:
         data[kind].remove(name)
         _save(state_dir, data)

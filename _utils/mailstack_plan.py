@@ -860,7 +860,14 @@ def _metrics_items(conf):
 
 
 # What the formula keeps in its state directory: removed by mail.clean with it.
-STATE_FILES = ("health.last", "metrics.json", "metrics.journal", "owned.json", "owned.json.new")
+STATE_FILES = (
+    "apply-in-progress",
+    "health.last",
+    "metrics.json",
+    "metrics.journal",
+    "owned.json",
+    "owned.json.new",
+)
 STATE_SUBDIRS = ("alerts",)
 
 

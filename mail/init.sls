@@ -18,4 +18,16 @@ include:
   - .alerts
   - .health
   - .metrics
+
+{#- A marker for the whole apply: left first, removed last; one found at the
+    start is an apply that was killed or cut off (mailstack.status shows it). #}
+mail-apply-started:
+  mailstack.apply_started:
+    - name: {{ mapdata.mail.lookup.state_dir | json }}
+    - order: 1
+
+mail-apply-finished:
+  mailstack.apply_finished:
+    - name: {{ mapdata.mail.lookup.state_dir | json }}
+    - order: last
 {%- endif %}

@@ -54,6 +54,8 @@ def _touched_by(key, args, state_id):
             for directory, keep in names.items()
             for entry in ["", *_listed(keep, "files"), *_listed(keep, "subdirs")]
         ]
+    if key in ("mailstack.apply_started", "mailstack.apply_finished"):
+        return [("path", f"{args['name']}/apply-in-progress")]
     if key == "cmd.run":
         return [("command", args["name"])]
     if key == "test.show_notification":

@@ -88,8 +88,10 @@ def test_status_names_the_line_postqueue_printed_that_is_not_json(operator, node
     module.__salt__["cmd.run_all"] = lambda cmd, **kw: (
         node._out(stdout="not json\n") if cmd == ["postqueue", "-j"] else node.run_all_original(cmd, **kw)
     )
-    with pytest.raises(CommandExecutionError, match="line 1"):
-        module.status()
+    status = module.status()
+
+    # The rest of the status still shows (a half-installed Postfix has no readable queue).
+    assert "line 1" in status["queue"]["error"] and status["mode"] == "relay"
 
 
 # --------------------------------------------------------------- send_test ---
