@@ -659,8 +659,8 @@ def _item(concern, kind, path, key, guard, **extra):
     kind
         ``file``, ``table`` (built by postmap from a file), ``directory``,
         ``log_file``, ``group``, ``package``, ``program`` (run, never
-        written), ``link`` (the sendmail link), ``unit``, ``textfile`` (the metrics file,
-        written by the formula's collector) or ``command`` (a
+        written), ``link`` (the sendmail link), ``unit``, ``textfile`` (the
+        metrics file, written by the formula's collector) or ``command`` (a
         command line of the system's run by a state).
     key
         The pillar key (under ``mail:``) that names or moves it.
@@ -668,14 +668,14 @@ def _item(concern, kind, path, key, guard, **extra):
         What makes it the formula's: ``marker`` (its marker line), ``record``
         (the formula created it and recorded it), ``kept`` (the operator's
         own file, copied once before the formula replaces it, never removed),
-        ``source`` (a table goes
-        with the marked file it is built from), ``installed`` (the formula
-        installed the package and recorded it), ``own directory`` (only the
-        formula's own files in it are removed, then the directory if empty),
-        ``link to msmtp`` (removed only while it points to msmtp), ``package``
-        (a unit of a package the formula installed), ``root-owned`` (a
-        program it runs: every part of its path root's alone), ``system``
-        (a command of the system's, with fixed arguments).
+        ``source`` (a table goes with the marked file it is built from),
+        ``installed`` (the formula installed the package and recorded it),
+        ``own directory`` (only the formula's own files in it are removed,
+        then the directory if empty), ``link to msmtp`` (removed only while it
+        points to msmtp), ``package`` (a unit of a package the formula
+        installed), ``root-owned`` (a program it runs: every part of its path
+        root's alone), ``system`` (a command of the system's, with fixed
+        arguments).
     """
     return {"concern": concern, "kind": kind, "path": path, "key": key, "guard": guard, **extra}
 
