@@ -419,22 +419,41 @@ def test_one_apply_after_an_apply_killed_or_cut_off_converges_and_mail_arrives_o
 def test_mail_accepted_by_postfix_right_before_a_power_cut_arrives_exactly_once_after_boot(crash_node):
     node = crash_node
     node.converge(relay_pillar())
-    sent = [send(node.machine, message(NAME, subject=f"before the cut {n}")) for n in range(5)]
-    node.power_cut()  # right after the last sendmail returned
+    peer = node.peers.smarthost
+    # The smarthost is down: the messages are still in Postfix's queue when the power goes.
+    peer.stop()
+    try:
+        sent = [send(node.machine, message(NAME, subject=f"before the cut {n}")) for n in range(5)]
+        queued = _queued_ids(node)
+        node.power_cut()  # right after the last sendmail returned
+    finally:
+        peer.start()
     before = [node.peers.count(mid) for mid in sent]
 
     node.machine.boot()
     states = node.apply()
 
     assert_converged(node, RELAY, states)
-    peer = node.peers.smarthost
     if not peer.mailbox.wait_for_ids(sent, timeout=30):
         node.machine.run(["postqueue", "-f"], check=False)
-    assert peer.mailbox.wait_for_ids(sent, timeout=120), journal(node.machine)
+    assert peer.mailbox.wait_for_ids(sent, timeout=180), journal(node.machine)
     time.sleep(2)
     counts = [node.peers.count(mid) for mid in sent]
     record(
         "power cut right after 5 messages were accepted",
-        f"delivered before the cut {before}, after boot and one apply {counts} times each",
+        f"{queued} in Postfix's queue at the cut (smarthost down), delivered before the cut {before},"
+        f" after boot and one apply {counts} times each",
     )
+    assert before == [0] * len(sent) and queued == len(sent)
     assert counts == [1] * len(sent)
+
+
+def _queued_ids(node, wanted=5, timeout=30):
+    """How many messages Postfix's queue holds, once the five are in it (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = node.machine.run(["postqueue", "-j"], check=False).stdout
+        count = len([line for line in out.splitlines() if line.strip()])
+        if count >= wanted or time.monotonic() > deadline:
+            return count
+        time.sleep(0.5)
