@@ -32,10 +32,11 @@ def _queued(queue_name, age, reason=None):
 # ------------------------------------------------------------------ status ---
 
 
-def test_status_shows_mode_postfix_the_queue_and_whether_the_next_hop_answers(operator, node):
+def test_status_shows_mode_postfix_the_queue_and_whether_the_next_hop_answers(operator, node, monkeypatch):
     node.queue = [_queued("deferred", 600, REFUSED), _queued("deferred", 60, REFUSED), _queued("active", 5)]
     module = operator({"relay": {"relayhost": "127.0.0.1", "port": 2525, "tls": "none"}})
-    module.time.time = lambda: 1_700_000_000
+    # The module's time is the process's: patched for this test only (later tests compare real times).
+    monkeypatch.setattr(module.time, "time", lambda: 1_700_000_000)
 
     status = module.status()
 
