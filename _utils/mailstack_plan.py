@@ -794,51 +794,28 @@ def _alerts_items(conf, host):
         yield _item("alerts", "file", path, "alerts:units", "marker", id=f"alerts:installed-dropin:{path}")
 
 
-def _health_items(conf):
+def _scheduled_script_items(conf, concern, unit):
+    """A script of the formula's run by ``<unit>.timer`` (its service and timer
+    units), or by a cron entry where systemd does not run."""
     lookup = conf["lookup"]
     unit_dir = lookup["systemd_unit_dir"]
-    yield _item(
-        "health",
-        "file",
-        f"{lookup['libexec_dir']}/{HEALTH_UNIT}",
-        "lookup:libexec_dir",
-        "marker",
-        id="health:script",
-    )
+    libexec = f"{lookup['libexec_dir']}/{unit}"
+    yield _item(concern, "file", libexec, "lookup:libexec_dir", "marker", id=f"{concern}:script")
     for suffix in ("service", "timer"):
-        path = f"{unit_dir}/{HEALTH_UNIT}.{suffix}"
-        yield _item("health", "file", path, "lookup:systemd_unit_dir", "marker", id=f"health:{suffix}")
-    yield _item(
-        "health", "file", f"{lookup['cron_dir']}/{HEALTH_UNIT}", "lookup:cron_dir", "marker", id="health:cron"
-    )
-    yield _item("health", "unit", f"{HEALTH_UNIT}.timer", "health:enabled", "marker", id="health:timer-unit")
+        path = f"{unit_dir}/{unit}.{suffix}"
+        yield _item(concern, "file", path, "lookup:systemd_unit_dir", "marker", id=f"{concern}:{suffix}")
+    cron = f"{lookup['cron_dir']}/{unit}"
+    yield _item(concern, "file", cron, "lookup:cron_dir", "marker", id=f"{concern}:cron")
+    yield _item(concern, "unit", f"{unit}.timer", f"{concern}:enabled", "marker", id=f"{concern}:timer-unit")
+
+
+def _health_items(conf):
+    yield from _scheduled_script_items(conf, "health", HEALTH_UNIT)
 
 
 def _metrics_items(conf):
     lookup = conf["lookup"]
-    unit_dir = lookup["systemd_unit_dir"]
-    yield _item(
-        "metrics",
-        "file",
-        f"{lookup['libexec_dir']}/{METRICS_UNIT}",
-        "lookup:libexec_dir",
-        "marker",
-        id="metrics:script",
-    )
-    for suffix in ("service", "timer"):
-        path = f"{unit_dir}/{METRICS_UNIT}.{suffix}"
-        yield _item("metrics", "file", path, "lookup:systemd_unit_dir", "marker", id=f"metrics:{suffix}")
-    yield _item(
-        "metrics",
-        "file",
-        f"{lookup['cron_dir']}/{METRICS_UNIT}",
-        "lookup:cron_dir",
-        "marker",
-        id="metrics:cron",
-    )
-    yield _item(
-        "metrics", "unit", f"{METRICS_UNIT}.timer", "metrics:enabled", "marker", id="metrics:timer-unit"
-    )
+    yield from _scheduled_script_items(conf, "metrics", METRICS_UNIT)
     # The collector, run once by the apply that writes it (then by its timer or cron).
     yield _item(
         "metrics",
