@@ -9,6 +9,16 @@ from tests.support.salt_local import REPO
 
 TOOLS = Path(sys.executable).parent
 
+# Each linter's command and the tracked files it is given (None: the tool finds
+# its files itself, from "."). .pre-commit-config.yaml runs the same commands
+# on the same files (tests/setup/test_precommit.py).
+RUFF_CHECK = ("ruff", "check")
+RUFF_FORMAT = ("ruff", "format", "--check")
+SALT_LINT = ("salt-lint",)
+YAMLLINT = ("yamllint", "--strict")
+SALT_LINT_FILES = ("*.sls", "*.jinja")
+YAMLLINT_FILES = ("*.yaml", "*.yml", "pillar.example", "FORMULA", ".salt-lint", ".yamllint")
+
 
 def _run(tool, *args):
     result = subprocess.run(
@@ -26,21 +36,21 @@ def _tracked(*patterns):
 
 
 def test_ruff_finds_nothing():
-    _run("ruff", "check", ".")
+    _run(*RUFF_CHECK, ".")
 
 
 def test_ruff_format_would_change_nothing():
-    _run("ruff", "format", "--check", ".")
+    _run(*RUFF_FORMAT, ".")
 
 
 def test_salt_lint_passes_every_sls_and_jinja_file():
-    _run("salt-lint", *_tracked("*.sls", "*.jinja"))
+    _run(*SALT_LINT, *_tracked(*SALT_LINT_FILES))
 
 
 def test_yamllint_passes_parameters_pillar_example_and_formula_strictly():
-    yaml_files = _tracked("*.yaml", "*.yml", "pillar.example", "FORMULA", ".salt-lint", ".yamllint")
+    yaml_files = _tracked(*YAMLLINT_FILES)
     assert {"pillar.example", "FORMULA"} <= set(yaml_files)
-    _run("yamllint", "--strict", *yaml_files)
+    _run(*YAMLLINT, *yaml_files)
 
 
 NEWER_THAN_3_10 = "try:\n    pass\nexcept* ValueError:\n    pass\n"  # Python 3.11 syntax
