@@ -219,7 +219,7 @@ def test_readme_recipe_on_arm64_builds_salt_from_the_hosts_wheels_and_relays_mai
 def test_second_apply_on_arm64_changes_nothing_and_records_time_and_peak_memory(pi64):
     states, peak_mb = record_idempotent_figures("pi64", pi64)
     assert changed(states) == {}
-    assert peak_mb < MEMORY_LIMIT_MB, "salt-call's peak grew: see the README's memory figures"
+    assert peak_mb < MEMORY_LIMIT_MB, "salt-call's peak grew: see the memory figures in docs/raspberry-pi.md"
 
 
 def test_postfix_on_arm64_is_enabled_at_boot_and_keeps_its_queue_across_a_reboot(pi64, fleet_peers):
@@ -301,7 +301,7 @@ def test_readme_recipe_on_armhf_raspberry_pi_os_relays_mail_and_a_second_apply_c
 
     states, peak_mb = record_idempotent_figures("pi32", pi32)
     assert changed(states) == {}
-    assert peak_mb < MEMORY_LIMIT_MB, "salt-call's peak grew: see the README's memory figures"
+    assert peak_mb < MEMORY_LIMIT_MB, "salt-call's peak grew: see the memory figures in docs/raspberry-pi.md"
 
 
 def test_the_wheel_index_is_the_machines_only_package_source(pi32):
