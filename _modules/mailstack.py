@@ -25,6 +25,9 @@ import email.message
 import email.policy
 import email.utils
 import glob
+import hashlib
+import json
+import logging
 import os
 import re
 import socket
@@ -35,6 +38,8 @@ import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "mailstack"
+
+log = logging.getLogger(__name__)
 
 MASK = "********"
 # The formula's directory on the Salt file server, unless map.jinja says it is
@@ -539,10 +544,37 @@ def _owned_packages(conf, record):
     return sorted(set(owned))
 
 
+# How many plans ``_plan`` keeps per run: the masked one and the one with
+# passwords, for the pillar and host of this run (and one earlier).
+PLANS_KEPT = 4
+
+
+def _inputs_key(*inputs):
+    """A digest of everything a plan is built from: equal inputs, equal plan."""
+    text = json.dumps(inputs, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _plan(include_secrets):
+    """The plan, built once per run for the same settings (pillar included) and
+    host facts: every state file, template and check of one apply shares it.
+    ``mailstack.plan_builds`` in ``__context__`` counts the builds."""
     conf = _settings()
     decided = mode()
     host = _host_facts(conf, include_secrets)
+    container = is_container() if decided["mode"] != "disabled" else None
+    key = _inputs_key(conf, decided, container, host)
+    plans = __context__.setdefault("mailstack.plans", {})
+    if key not in plans:
+        while len(plans) >= PLANS_KEPT:
+            plans.pop(next(iter(plans)))
+        plans[key] = _build_plan(conf, decided, container, host)
+        __context__["mailstack.plan_builds"] = __context__.get("mailstack.plan_builds", 0) + 1
+        log.debug("mailstack: built the plan (%d in this run)", __context__["mailstack.plan_builds"])
+    return plans[key]
+
+
+def _build_plan(conf, decided, container, host):
     if decided["mode"] == "disabled":
         return {
             "mode": "disabled",
@@ -551,7 +583,7 @@ def _plan(include_secrets):
             "container_reason": "not checked: mail is disabled",
             "clean": __utils__["mailstack_plan.cleanup"](conf, host),
         }
-    return __utils__["mailstack_plan.build"](conf, decided, is_container(), host)
+    return __utils__["mailstack_plan.build"](conf, decided, container, host)
 
 
 def _installed_alert_dropins(unit_dir):
