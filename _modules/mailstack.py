@@ -665,15 +665,26 @@ def mapdata(sls="mail", tplroot=None):
     tplroot = tplroot or _formula_dir()
     cleaning = sls.rsplit(".", 1)[-1] == "clean"
     error = validation_error(writes=not cleaning, tplroot=tplroot)
+    states = __utils__["mailstack_states.sls"]
     if error:
-        return {"error": error, "blocked": f"{tplroot}.error", "mail": {}, "plan": {"mode": "invalid"}}
+        blocked = f"{tplroot}.error"
+        return {
+            "error": error,
+            "blocked": blocked,
+            "mail": {},
+            "plan": {"mode": "invalid"},
+            "sls": states(sls, tplroot, {}, {}, blocked),
+        }
     current = _plan(include_secrets=False)
     disabled = current["mode"] == "disabled" and not cleaning
+    blocked = f"{tplroot}.disabled" if disabled else ""
+    masked = settings()
     return {
         "error": "",
-        "blocked": f"{tplroot}.disabled" if disabled else "",
-        "mail": settings(),
+        "blocked": blocked,
+        "mail": masked,
         "plan": current,
+        "sls": states(sls, tplroot, masked, current, blocked),
     }
 
 

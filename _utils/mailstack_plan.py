@@ -479,6 +479,8 @@ def build(conf, decided, container, host):
         conf,
         host["formula_dir"],
     )
+    _add_needs(layout, health, metrics)
+    health["timer_wanted"], metrics["timer_wanted"] = _timer_wanted(health), _timer_wanted(metrics)
     next_hops = {"msmtp": _describe(msmtp_target), "postfix": _describe(postfix_upstream) if postfix else ""}
     return {
         "mode": decided["mode"],
@@ -505,6 +507,10 @@ def build(conf, decided, container, host):
         "health": health,
         "files": files,
         "sendmail_provider": _sendmail(conf, postfix, items),
+        # msmtp's sendmail link, made where the distribution has no msmtp-mta, goes before Postfix comes.
+        "sendmail_link_removed": _sendmail_link(items)
+        if postfix and not conf["lookup"]["msmtp"]["mta_pkg"]
+        else None,
         "senders_group": _senders_group(conf, secret_in_msmtprc, items),
         "layout": layout,
         "metrics": metrics,
@@ -518,6 +524,57 @@ def build(conf, decided, container, host):
         ),
         "clean": cleanup(conf, host, items),
     }
+
+
+def _needs(package=False, postmap=False, daemon_reload=False, postfix_watches=False, timer_stopped=False):
+    """
+    What the state of a file of the layout needs besides the file:
+
+    package
+        the package installed first (the file is used by its program).
+    postmap
+        its lookup table built from it (``mailstack.postmapped``) after it.
+    daemon_reload
+        ``systemctl daemon-reload`` after it changes (a unit file).
+    postfix_watches
+        Postfix reloaded or restarted when it (or its table) changes.
+    timer_stopped
+        the timer stopped before it is removed.
+    """
+    return {
+        "package": package,
+        "postmap": postmap,
+        "daemon_reload": daemon_reload,
+        "postfix_watches": postfix_watches,
+        "timer_stopped": timer_stopped,
+    }
+
+
+def _add_needs(layout, health, metrics):
+    """Every file of ``layout`` says what its state needs (``_needs``)."""
+    for files in layout.values():
+        for file in files.values():
+            file["needs"] = _needs()
+    for key, file in layout["smtp"].items():
+        is_map = key == "sasl-passwd"
+        file["needs"] = _needs(package=is_map, postmap=is_map and file["present"], postfix_watches=True)
+    layout["msmtp"]["msmtprc"]["needs"] = _needs(package=True)
+    for key, file in layout["alerts"].items():
+        file["needs"] = _needs(daemon_reload=key != "script")
+    for scheduled, files in ((health, layout["health"]), (metrics, layout["metrics"])):
+        for key in ("service", "timer"):
+            if key in files:
+                stop_first = not files[key]["present"] and scheduled["timer_installed"]
+                files[key]["needs"] = _needs(daemon_reload=True, timer_stopped=stop_first)
+
+
+def _timer_wanted(scheduled):
+    """``running``, ``dead`` (installed and no longer wanted) or ``""`` (nothing to do)."""
+    if not scheduled["systemd"]:
+        return ""
+    if scheduled["enabled"]:
+        return "running"
+    return "dead" if scheduled["timer_installed"] else ""
 
 
 def _alerts_plan(conf, host, items):
