@@ -556,11 +556,11 @@ def owned_group(name, state_dir, members=(), take_over=False):
         current = sorted(grp.getgrnam(name).gr_mem)
     except KeyError:
         current = None
-    if current is not None and not (take_over or _owned("owns")(state_dir, "groups", name)):
+    if _owned("foreign_group")(name, state_dir, take_over):
         return _ret(
             name, False, f"group {name} exists and was not created by the mail formula: it is left as it is"
         )
-    strangers = [user for user in _owned("primary_members")(name) if user not in members]
+    strangers = _owned("strangers")(name, members)
     if strangers:
         return _ret(
             name,
@@ -618,7 +618,7 @@ def owned_log_file(name, state_dir, mode="0600"):
     if _owned("symlink_on_path")(name):
         return _ret(name, False, f"{name} is a symbolic link: the log file is not written through it")
     exists = os.path.lexists(name)
-    if exists and name not in _owned("load")(state_dir)["files"]:
+    if _owned("foreign_log_file")(name, state_dir):
         return _ret(
             name, False, f"{name} exists and was not created by the mail formula: it is left as it is"
         )

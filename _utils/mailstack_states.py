@@ -136,22 +136,12 @@ def _smtp_package(mail, plan, tplroot):
     if not plan["postfix"]:
         return {
             "include": [".service"],
-            "mail-smtp-package-removed": _state(
-                "mailstack.packages_removed",
-                pkgs=packages["remove"],
-                state_dir=packages["state_dir"],
-                require=[_requisite("mail-smtp-service-dead")],
-            ),
+            "mail-smtp-package-removed": _removed(packages, require=[_requisite("mail-smtp-service-dead")]),
         }
     installed = [_requisite("mail-smtp-package-installed")]
     states = {"include": [".config"]}
     if packages["remove"]:
-        states["mail-smtp-package-conflicts-removed"] = _state(
-            "mailstack.packages_removed",
-            pkgs=packages["remove"],
-            state_dir=packages["state_dir"],
-            require_in=installed,
-        )
+        states["mail-smtp-package-conflicts-removed"] = _removed(packages, require_in=installed)
     link = plan["sendmail_link_removed"]
     if link:
         states["mail-smtp-package-sendmail-link-removed"] = _state(
@@ -165,6 +155,13 @@ def _smtp_package(mail, plan, tplroot):
         require=[_requisite("mail-smtp-config-main-cf")],
     )
     return states
+
+
+def _removed(packages, **requisite):
+    """The packages the plan removes (only the formula's), before or after ``requisite``."""
+    return _state(
+        "mailstack.packages_removed", pkgs=packages["remove"], state_dir=packages["state_dir"], **requisite
+    )
 
 
 def _smtp_service(mail, plan, tplroot):
