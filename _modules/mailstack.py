@@ -1,19 +1,22 @@
 """
 The ``mailstack`` execution module of the ``mail`` formula: its public
-functions, and everything that reads or acts on the running system (the
-parameter files and pillar, container detection, probes, Postfix's queue and
-log, test messages).
+functions, the settings (parameter files and pillar, read once per run), and
+the per-run caches in ``__context__``.
 
-The ``.sls`` files of the formula ask this module once, at the top, and branch
-on the plain values it returns. Settings come from, in order of precedence:
-``parameters/defaults.yaml`` in the formula's directory (``mail``, or the
-name ``map.jinja`` passes as ``tplroot``), ``os_family/``, ``os/`` and
-``osfinger/`` files beside it, pillar ``mail:lookup``, then pillar ``mail``. The work on
-plain data lives in ``_utils/``: ``mailstack_settings`` (merging and
-validation), ``mailstack_plan`` (the plan: every file, package, unit and
-clean-up), ``mailstack_queue`` (reading ``postqueue -j`` and Postfix's log),
-``mailstack_owned`` (what the formula owns) and ``mailstack_system`` (commands
-and ``postconf``, shared with the states).
+Every state file of the formula makes one call, ``mailstack.mapdata``, and
+renders the states it returns (``sls``). Settings come from, in order of
+precedence: ``parameters/defaults.yaml`` in the formula's directory
+(``mail``, or the name the state files pass as ``tplroot``), ``os_family/``,
+``os/`` and ``osfinger/`` files beside it, pillar ``mail:lookup``, then pillar
+``mail``. The work lives in ``_utils/``: ``mailstack_settings`` (merging and
+validation), ``mailstack_facts`` (the host facts, gathered in one call, and
+``mapdata`` as one pure function of settings and facts), ``mailstack_plan``
+(the plan: every file, package, unit and clean-up, built once per run),
+``mailstack_states`` (the state files' states, from the plan),
+``mailstack_owned`` (what the formula owns, and what it refuses to take
+over), ``mailstack_operator`` (``status``, ``send_test``, ``flush``),
+``mailstack_queue`` (reading ``postqueue -j`` and Postfix's log) and
+``mailstack_system`` (commands and ``postconf``, shared with the states).
 
 Passwords are only returned with ``include_secrets=True`` (``settings`` and
 ``plan``), which the formula's secret-holding templates use; everything else
@@ -37,7 +40,7 @@ __virtualname__ = "mailstack"
 log = logging.getLogger(__name__)
 
 MASK = "********"
-# The formula's directory on the Salt file server, unless map.jinja says it is
+# The formula's directory on the Salt file server, unless the state files say it is
 # vendored under another name (template-formula's tplroot).
 FORMULA_DIR = "mail"
 _FORMULA_DIR_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -201,7 +204,7 @@ def settings(include_secrets=False, tplroot=None):
 
     tplroot
         The formula's directory on the file server, where it is not ``mail``
-        (the formula's ``map.jinja`` passes it).
+        (the state files pass their ``tplroot``).
 
     CLI Example:
 

@@ -154,8 +154,8 @@ def _interrupted(node, conf):
     }
 
 
-def _test_recipient(node, conf, to):
-    recipient = to or conf["admin"] or "root"
+def _test_recipient(node, plan, to):
+    recipient = to or plan["alerts"]["recipient"]
     is_address, is_user_name = (
         node.utils["mailstack_settings.is_address"],
         node.utils["mailstack_settings.is_user_name"],
@@ -248,7 +248,7 @@ def send_test(node, settings, plan, host, to, wait):
         wait = max(0, int(wait))
     except (TypeError, ValueError):
         raise CommandExecutionError(f"send_test: wait={wait!r} is not a number of seconds") from None
-    recipient = _test_recipient(node, settings, to)
+    recipient = _test_recipient(node, plan, to)
     message = _test_message(recipient, plan["summary"]["sender"], host)
     sendmail = settings["lookup"]["msmtp"]["sendmail"]
     timeout = settings["timeout"] * 3

@@ -577,12 +577,17 @@ def _timer_wanted(scheduled):
     return "dead" if scheduled["timer_installed"] else ""
 
 
+def _recipient(conf):
+    """Who system mail, alerts and the health mail go to: mail:admin, else root."""
+    return conf["admin"] or "root"
+
+
 def _alerts_plan(conf, host, items):
     """OnFailure= drop-ins for mail:alerts:units, and the ones to remove."""
     lookup, units = conf["lookup"], conf["alerts"]["units"]
     systemd = host["systemd"]
     dropins = {unit: items[f"alerts:dropin:{unit}"]["path"] for unit in units} if systemd else {}
-    recipient = conf["admin"] or "root"
+    recipient = _recipient(conf)
     if not systemd:
         reason = "systemd does not run here, so no unit can alert on failure: nothing to do"
     elif units:
@@ -622,13 +627,13 @@ def _health_plan(conf, host, items):
     if not health["enabled"]:
         reason = "mail:health:enabled is false"
     elif systemd:
-        reason = f"{HEALTH_UNIT}.timer ({health['on_calendar']}) mails {conf['admin'] or 'root'}"
+        reason = f"{HEALTH_UNIT}.timer ({health['on_calendar']}) mails {_recipient(conf)}"
     else:
-        reason = f"no systemd: a cron entry in {lookup['cron_dir']} mails {conf['admin'] or 'root'} daily"
+        reason = f"no systemd: a cron entry in {lookup['cron_dir']} mails {_recipient(conf)} daily"
     return {
         **health,
         "systemd": systemd,
-        "recipient": conf["admin"] or "root",
+        "recipient": _recipient(conf),
         "script": items["health:script"]["path"],
         "service_file": items["health:service"]["path"],
         "timer_file": items["health:timer"]["path"],
@@ -638,7 +643,7 @@ def _health_plan(conf, host, items):
         "cron_time": {"minute": seed % 60, "hour": seed // 60 % 24},
         "state_file": items["state:health.last"]["path"],
         "shell_vars": _shell_vars(
-            recipient=conf["admin"] or "root",
+            recipient=_recipient(conf),
             sendmail=lookup["msmtp"]["sendmail"],
             state_file=items["state:health.last"]["path"],
             retries=health["retries"],
