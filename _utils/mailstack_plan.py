@@ -1070,60 +1070,36 @@ def _alerts_files(conf, alerts, items):
     return layout
 
 
+def _scheduled_files(conf, concern, unit, scheduled, items, script, context):
+    """A scheduled script's files: the script (``script``: its template and
+    context), and its timer units with systemd or its cron entry without
+    (``<unit>.<key>.jinja`` with ``context``); all absent when it is off."""
+
+    def file(key, template, **options):
+        item = items[f"{concern}:{key}"]
+        return _from_template(item, template, conf, **options) if scheduled["enabled"] else _absent(item)
+
+    template, script_context = script
+    layout = {"script": file("script", template, mode="0755", context=script_context)}
+    for key in ("service", "timer") if scheduled["systemd"] else ("cron",):
+        layout[key] = file(key, f"{unit}.{key}.jinja", context=context)
+    return layout
+
+
 def _health_files(conf, health, items):
     """The "is alive" script, and its timer units with systemd or its cron entry without."""
-    enabled, systemd = health["enabled"], health["systemd"]
     context = {k: v for k, v in health.items() if k not in ("files",)}
-    script = items["health:script"]
-    layout = {
-        "script": _from_template(
-            script, "mail-health.sh.jinja", conf, mode="0755", context={"shell_vars": health["shell_vars"]}
-        )
-        if enabled
-        else _absent(script)
-    }
-    if systemd:
-        for key, template in (("service", "mail-health.service.jinja"), ("timer", "mail-health.timer.jinja")):
-            item = items[f"health:{key}"]
-            layout[key] = _from_template(item, template, conf, context=context) if enabled else _absent(item)
-    else:
-        cron = items["health:cron"]
-        layout["cron"] = (
-            _from_template(cron, "mail-health.cron.jinja", conf, context=context)
-            if enabled
-            else _absent(cron)
-        )
-    return layout
+    script = ("mail-health.sh.jinja", {"shell_vars": health["shell_vars"]})
+    return _scheduled_files(conf, "health", HEALTH_UNIT, health, items, script, context)
 
 
 def _metrics_files(conf, metrics, items):
     """The collector, its timer units with systemd or its cron entry without; and, when
     metrics are off, the metrics file it wrote."""
-    enabled, systemd = metrics["enabled"], metrics["systemd"]
-    script = items["metrics:script"]
-    layout = {
-        "script": _from_template(
-            script, "mail-metrics.py.jinja", conf, mode="0755", context={"collector": metrics["collector"]}
-        )
-        if enabled
-        else _absent(script)
-    }
+    enabled = metrics["enabled"]
     context = {k: metrics[k] for k in ("script", "interval", "accuracy", "cron_minutes")}
-    if systemd:
-        for key in ("service", "timer"):
-            item = items[f"metrics:{key}"]
-            layout[key] = (
-                _from_template(item, f"mail-metrics.{key}.jinja", conf, context=context)
-                if enabled
-                else _absent(item)
-            )
-    else:
-        cron = items["metrics:cron"]
-        layout["cron"] = (
-            _from_template(cron, "mail-metrics.cron.jinja", conf, context=context)
-            if enabled
-            else _absent(cron)
-        )
+    script = ("mail-metrics.py.jinja", {"collector": metrics["collector"]})
+    layout = _scheduled_files(conf, "metrics", METRICS_UNIT, metrics, items, script, context)
     if not enabled:
         layout["textfile"] = _absent(items["metrics:textfile"])
     return layout
