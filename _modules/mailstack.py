@@ -168,7 +168,12 @@ def _refuse_overlong_msmtp_lines(conf):
 
 
 def _validated(raw):
-    conf = __utils__["mailstack_settings.validate"](raw, _postfix_known_parameters, _is_container)
+    conf = __utils__["mailstack_settings.validate"](
+        raw,
+        _postfix_known_parameters,
+        _is_container,
+        __utils__["mailstack_plan.managed_postfix_parameters"](),
+    )
     _refuse_overlong_msmtp_lines(conf)
     return __utils__["mailstack_settings.with_derived_defaults"](conf, _fqdn())
 

@@ -279,6 +279,29 @@ def _postfix_main_cf(conf, upstream, envelope_sender, relay_sender, myhostname):
     return params
 
 
+def managed_postfix_parameters():
+    """The main.cf parameters the formula sets itself, whatever the mode: every
+    name ``_postfix_main_cf`` writes for each kind of upstream (none, no TLS,
+    STARTTLS, implicit TLS with a login), with mail:admin, mail:aliases, a
+    rewritten sender and Postfix's own log file set."""
+    postfix = {
+        "compatibility_level": "3.6",
+        "map_type": "hash",
+        "config_dir": "/etc/postfix",
+        "maillog_file": "-",
+    }
+    conf = {"lookup": {"postfix": postfix}, "admin": "a", "aliases": {"a": ["b"]}, "postfix": {"main_cf": {}}}
+    upstreams = [None] + [
+        {"host": "h", "port": 25, "tls": tls, "user": "u", "ca_file": "c", "tls_name": ""}
+        for tls in ("none", "starttls", "implicit")
+    ]
+    names = set()
+    for upstream in upstreams:
+        names.update(_postfix_main_cf(conf, upstream, "sender", "", "host"))
+        names.update(_postfix_main_cf(conf, upstream, "", "sender", "host"))
+    return frozenset(names)
+
+
 def _ere_escape(text):
     """Escape a host or local name for a POSIX ERE (Postfix regexp tables)."""
     return re.sub(r"[.+]", r"\\\g<0>", text)

@@ -63,41 +63,6 @@ TEMPLATES = (
 _SALT_SOURCE_RE = re.compile(r"salt://[A-Za-z0-9_.@+-]+(/[A-Za-z0-9_.@+-]+)*(\?saltenv=[A-Za-z0-9_-]+)?")
 
 
-# main.cf parameters the formula sets from other keys: naming one in
-# mail:postfix:main_cf gets a message saying where it comes from.
-POSTFIX_MANAGED = frozenset(
-    (
-        "inet_interfaces",
-        "mynetworks",
-        "mydestination",
-        "local_transport",
-        "default_transport",
-        "relay_transport",
-        "smtpd_relay_restrictions",
-        "relayhost",
-        "myhostname",
-        "myorigin",
-        "compatibility_level",
-        "maillog_file",
-        "alias_maps",
-        "alias_database",
-        "recipient_canonical_maps",
-        "virtual_alias_maps",
-        "sender_canonical_maps",
-        "sender_canonical_classes",
-        "smtp_host_lookup",
-        "smtp_tls_security_level",
-        "smtp_tls_secure_cert_match",
-        "smtp_tls_CAfile",
-        "smtp_tls_wrappermode",
-        "smtp_sasl_auth_enable",
-        "smtp_sasl_password_maps",
-        "smtp_sasl_security_options",
-        "smtp_sasl_tls_security_options",
-    )
-)
-
-
 # The only main.cf parameters mail:postfix:main_cf may set (pillar.example says
 # why each family is safe). None of them changes where mail goes, who gets a
 # copy, what is logged of a session, which programs run or which files are read.
@@ -540,7 +505,7 @@ def _hardens_tls_protocols(value):
     return set(TLS_PROTOCOLS_TO_EXCLUDE) <= {item[1:] for item in items}
 
 
-def _validate_main_cf(check, main_cf, known_postfix_parameters):
+def _validate_main_cf(check, main_cf, known_postfix_parameters, managed):
     if main_cf is None:
         return {}
     if not isinstance(main_cf, dict):
@@ -550,7 +515,7 @@ def _validate_main_cf(check, main_cf, known_postfix_parameters):
         if not isinstance(name, str) or not _POSTFIX_NAME_RE.fullmatch(name):
             check.fail("postfix:main_cf", f"{name!r} is not a Postfix parameter name")
         key = f"postfix:main_cf:{name}"
-        if name in POSTFIX_MANAGED:
+        if name in managed and name not in POSTFIX_TUNABLE:
             check.fail(
                 key,
                 "is managed by the formula (it keeps the relay closed and send-only, or is derived from"
@@ -576,7 +541,7 @@ def _validate_main_cf(check, main_cf, known_postfix_parameters):
     return result
 
 
-def validate(raw, known_postfix_parameters, in_container):
+def validate(raw, known_postfix_parameters, in_container, managed_postfix_parameters):
     """
     The settings of ``raw`` (defaults, per-OS data and pillar merged), checked
     and normalized. Raises ``CommandExecutionError`` naming the pillar key of
@@ -588,6 +553,11 @@ def validate(raw, known_postfix_parameters, in_container):
     in_container
         Called with the validated ``mail:container`` value; whether this host
         counts as a container.
+    managed_postfix_parameters
+        The main.cf parameters the formula sets itself
+        (``mailstack_plan.managed_postfix_parameters``): naming one in
+        ``mail:postfix:main_cf`` gets a message saying where it comes from,
+        unless it is a default pillar may tune (``POSTFIX_TUNABLE``).
     """
     check = _Validator(raw)
     mailu = _validate_upstream(check, "mailu", MAILU_TLS)
@@ -604,7 +574,11 @@ def validate(raw, known_postfix_parameters, in_container):
         "from": check.address("from"),
         "admin": check.address("admin"),
         "aliases": _validate_aliases(check, raw["aliases"]),
-        "postfix": {"main_cf": _validate_main_cf(check, raw["postfix"]["main_cf"], known_postfix_parameters)},
+        "postfix": {
+            "main_cf": _validate_main_cf(
+                check, raw["postfix"]["main_cf"], known_postfix_parameters, managed_postfix_parameters
+            )
+        },
         "msmtp": {"logfile": check.path_under("msmtp:logfile", LOG_DIR)},
         "senders": _validate_senders(raw["senders"]),
         "timeout": check.integer("timeout", 1, 300),
