@@ -509,7 +509,7 @@ def probe():
 
 def _node():
     settings = _settings()
-    return __utils__["mailstack_operator.Node"](__utils__, __salt__, FS_ROOT, settings["lookup"]["state_dir"])
+    return __utils__["mailstack_operator.node"](__utils__, __salt__, FS_ROOT, settings["lookup"]["state_dir"])
 
 
 def status(check_next_hop=True):

@@ -23,6 +23,12 @@ UNFOLDED = email.policy.default.clone(max_line_length=None)
 FOLLOW_INTERVAL = 0.5
 
 
+def node(utils, salt, fs_root, state_dir):
+    """The running system as the operator's tools see it (Salt's loader
+    hands out functions, not classes)."""
+    return Node(utils, salt, fs_root, state_dir)
+
+
 class Node:
     """The running system as the operator's tools see it."""
 
