@@ -168,10 +168,13 @@ def _refuse_overlong_msmtp_lines(conf):
 
 
 def _validated(raw):
+    # Called back from inside mailstack_settings.validate, where __utils__ would
+    # resolve in the utils loader: the signals are read before.
+    signals = _container_signals()
     conf = __utils__["mailstack_settings.validate"](
         raw,
         _postfix_known_parameters,
-        _is_container,
+        lambda forced: forced if isinstance(forced, bool) else bool(signals),
         __utils__["mailstack_plan.managed_postfix_parameters"](),
     )
     _refuse_overlong_msmtp_lines(conf)
@@ -257,11 +260,7 @@ def validation_error(writes=True, tplroot=None):
 
 
 def _container_signals():
-    return __utils__["mailstack_facts.container_signals"](__grains__, FS_ROOT)
-
-
-def _is_container(forced):
-    return forced if isinstance(forced, bool) else bool(_container_signals())
+    return __utils__["mailstack_facts.container_signals"](_resolved(__grains__), FS_ROOT)
 
 
 def is_container():
@@ -314,26 +313,37 @@ def _inputs_key(*inputs):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _built_once(settings, decided, container, facts):
-    """``mailstack_plan.build``, once per run for the same inputs (the pillar and
-    the host facts included): every state file, template and check of one apply
-    shares the plan. ``mailstack.plan_builds`` in ``__context__`` counts the builds."""
-    key = _inputs_key(settings, decided, container, facts)
-    plans = __context__.setdefault("mailstack.plans", {})
-    if key not in plans:
-        while len(plans) >= PLANS_KEPT:
-            plans.pop(next(iter(plans)))
-        plans[key] = __utils__["mailstack_plan.build"](settings, decided, container, facts)
-        __context__["mailstack.plan_builds"] = __context__.get("mailstack.plan_builds", 0) + 1
-        log.debug("mailstack: built the plan (%d in this run)", __context__["mailstack.plan_builds"])
-    return plans[key]
+def _resolved(dunder):
+    """The object behind one of Salt's dunders as this module sees it: the
+    formula's utils call back into what this module hands them, and there a
+    dunder would resolve in the utils loader (which has no ``__utils__``)."""
+    return dunder.value() if hasattr(dunder, "value") else dunder
 
 
 class _FormulaUtils:
-    """The formula's utils as ``mailstack_facts`` reaches them, with the plan built once per run."""
+    """The formula's utils as ``mailstack_facts`` reaches them, with
+    ``mailstack_plan.build`` built once per run for the same inputs (the
+    pillar and the host facts included): every state file, template and check
+    of one apply shares the plan. ``__context__["mailstack.plans"]`` holds the
+    plans and counts the builds (``builds``)."""
+
+    def __init__(self):
+        self.utils = _resolved(__utils__)
+        self.cache = _resolved(__context__).setdefault("mailstack.plans", {"builds": 0, "plans": {}})
 
     def __getitem__(self, name):
-        return _built_once if name == "mailstack_plan.build" else __utils__[name]
+        return self.built_once if name == "mailstack_plan.build" else self.utils[name]
+
+    def built_once(self, settings, decided, container, facts):
+        key = _inputs_key(settings, decided, container, facts)
+        plans = self.cache["plans"]
+        if key not in plans:
+            while len(plans) >= PLANS_KEPT:
+                plans.pop(next(iter(plans)))
+            plans[key] = self.utils["mailstack_plan.build"](settings, decided, container, facts)
+            self.cache["builds"] += 1
+            log.debug("mailstack: built the plan (%d in this run)", self.cache["builds"])
+        return plans[key]
 
 
 def _facts(conf, mask, check_ownership=True):
@@ -343,8 +353,8 @@ def _facts(conf, mask, check_ownership=True):
     checked = __context__.get("mailstack.ownership_error") if check_ownership else ""
     facts = __utils__["mailstack_facts.gather"](
         _FormulaUtils(),
-        __salt__,
-        __grains__,
+        _resolved(__salt__),
+        _resolved(__grains__),
         conf,
         FS_ROOT,
         _formula_dir(),
@@ -376,7 +386,7 @@ def alert_dropins():
         salt '*' mailstack.alert_dropins
     """
     unit_dir = _settings()["lookup"]["systemd_unit_dir"]
-    return __utils__["mailstack_facts.installed_alert_dropins"](__utils__, unit_dir, FS_ROOT)
+    return __utils__["mailstack_facts.installed_alert_dropins"](_resolved(__utils__), unit_dir, FS_ROOT)
 
 
 def owned_files():
@@ -509,7 +519,9 @@ def probe():
 
 def _node():
     settings = _settings()
-    return __utils__["mailstack_operator.node"](__utils__, __salt__, FS_ROOT, settings["lookup"]["state_dir"])
+    return __utils__["mailstack_operator.node"](
+        _resolved(__utils__), _resolved(__salt__), FS_ROOT, settings["lookup"]["state_dir"]
+    )
 
 
 def status(check_next_hop=True):

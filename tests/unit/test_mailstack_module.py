@@ -60,11 +60,11 @@ def test_the_plan_is_built_once_for_every_state_file_of_a_run(configure):
     for sls in ("mail", "mail.smtp.config", "mail.msmtp.config", "mail.health", "mail.smtp.clean"):
         mailstack.mapdata(sls)
     mailstack.plan()
-    assert mailstack.__context__["mailstack.plan_builds"] == 1
+    assert mailstack.__context__["mailstack.plans"]["builds"] == 1
 
     mailstack.plan(include_secrets=True)
 
-    assert mailstack.__context__["mailstack.plan_builds"] == 2
+    assert mailstack.__context__["mailstack.plans"]["builds"] == 2
 
 
 def test_the_plan_is_built_again_when_the_pillar_changes_within_a_run(configure):
@@ -74,7 +74,7 @@ def test_the_plan_is_built_again_when_the_pillar_changes_within_a_run(configure)
     mailstack.__pillar__ = {"mail": {"container": False}}
 
     assert mailstack.mapdata()["plan"]["mode"] == "relay"
-    assert mailstack.__context__["mailstack.plan_builds"] == 2
+    assert mailstack.__context__["mailstack.plans"]["builds"] == 2
 
 
 def test_the_plan_is_built_again_when_a_host_fact_changes_within_a_run(configure, fake_root):
@@ -85,7 +85,7 @@ def test_the_plan_is_built_again_when_a_host_fact_changes_within_a_run(configure
     (fake_root / "dev" / "log").touch()
 
     assert mailstack.plan()["summary"]["msmtp logs to"].startswith("syslog")
-    assert mailstack.__context__["mailstack.plan_builds"] == 2
+    assert mailstack.__context__["mailstack.plans"]["builds"] == 2
 
 
 def test_settings_fails_clearly_when_defaults_are_not_on_the_fileserver(configure):
