@@ -149,3 +149,19 @@ def test_every_state_passes_the_state_directory_it_uses(configure):
             function, args = _args(state)
             if function.split(".")[1] in ("packages_installed", "owned_group", "formula_files_absent"):
                 assert args["state_dir"] == "/var/lib/other", (sls, function)
+
+
+@pytest.mark.parametrize("pillar", [{"relay": relay(), "container": False}, {"mailu": mailu()}])
+def test_mail_holds_the_states_of_every_leaf_it_applies_in_one_sls(configure, pillar):
+    mailstack = configure(pillar)
+    leaves = {}
+    for leaf in ("smtp.config", "smtp.package", "smtp.service", "msmtp.package", "msmtp.config"):
+        leaves.update(_states(mailstack.mapdata(f"mail.{leaf}")))
+    for leaf in ("msmtp.sendmail", "alerts", "health", "metrics"):
+        leaves.update(_states(mailstack.mapdata(f"mail.{leaf}")))
+
+    init = mailstack.mapdata("mail")["sls"]
+
+    assert "include" not in init
+    assert set(init) == set(leaves) | {"mail-apply-started", "mail-apply-finished"}
+    assert all(init[state_id] == state for state_id, state in leaves.items())
