@@ -1,7 +1,9 @@
 """The plan is built once per run: every state file of an apply asks
-``mailstack.mapdata`` and the two templates that hold a password ask
+``mailstack.mapdata`` (and the ownership check builds the plan it checks),
+and the two templates that hold a password ask
 ``mailstack.plan(include_secrets=True)``; the module builds each once and
-serves the rest from ``__context__`` (``_modules/mailstack.py``, ``_plan``)."""
+serves the rest from ``__context__`` (``_modules/mailstack.py``,
+``_FormulaUtils.built_once``)."""
 
 import re
 
@@ -25,15 +27,17 @@ def minion(masterless_minion_factory):
     return masterless_minion_factory("m-planbuilds", profile="debian12")
 
 
+@pytest.mark.parametrize("sls", ["mail", "mail.smtp,mail.msmtp,mail.health,mail.metrics"])
 @pytest.mark.parametrize("mode", list(PILLARS))
-def test_one_apply_builds_the_plan_once_masked_and_once_with_passwords(minion, mode):
+def test_one_apply_builds_the_plan_once_masked_and_once_with_passwords(minion, mode, sls):
+    """``mail`` renders one state file; the sub-states in the second case, ten."""
     minion.write_pillar(PILLARS[mode])
 
-    result = minion.call("state.apply", "mail", "test=True", "--log-level=debug")
+    result = minion.call("state.apply", sls, "test=True", "--log-level=debug")
 
     assert_no_secret(result.output)
     assert result.returncode == 0, result
     builds = BUILT.findall(result.stderr)
-    # Nine state files render and two templates hold a password: one build for
-    # the masked plan they all share, one for the plan with the passwords.
+    # The state file and the ownership check share the masked plan; the two
+    # templates that hold a password share the plan with the passwords.
     assert len(builds) == 2, builds
