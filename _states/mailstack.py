@@ -198,7 +198,7 @@ def _start_action(service):
     return "restart" if _unit_active(service) else "start"
 
 
-def _check():
+def _postfix_check():
     ok, out = _run(["postfix", "check"])
     return ok, f"postfix check failed, Postfix was left as it was: {out}"
 
@@ -231,7 +231,7 @@ def _wait_until_stopped(service, settings):
 def _action(service, action, prestart, settings):
     """Run start, stop, reload or restart; return (ok, message)."""
     if action != "stop":
-        ok, message = _check()
+        ok, message = _postfix_check()
         if not ok:
             return ok, message
     if _systemd_booted():

@@ -6,6 +6,7 @@ Everything here works on plain data: validated settings, the decided mode and
 container status, and a few facts the module reads off the running system.
 """
 
+import collections
 import re
 import shlex
 import zlib
@@ -139,16 +140,21 @@ def _upstream(conf, section):
     return upstream
 
 
+Delivery = collections.namedtuple("Delivery", "postfix msmtp postfix_upstream")
+Delivery.__doc__ = """How mail leaves this host: whether the local Postfix relays
+(``postfix``), where msmtp sends (``msmtp``: a target) and where Postfix
+relays to (``postfix_upstream``: a target, or ``None`` for the recipient's MX)."""
+
+
 def _delivery(conf, mode_name, container):
-    """Return (postfix wanted, msmtp target, postfix upstream or None)."""
     if mode_name == "mailu" and not (conf["mailu"]["queue"] and not container):
-        return False, _upstream(conf, "mailu"), None
+        return Delivery(postfix=False, msmtp=_upstream(conf, "mailu"), postfix_upstream=None)
     if mode_name == "mailu":
-        return True, _loopback_target(), _upstream(conf, "mailu")
+        return Delivery(postfix=True, msmtp=_loopback_target(), postfix_upstream=_upstream(conf, "mailu"))
     relay = _upstream(conf, "relay") if conf["relay"]["relayhost"] else None
     if container:
-        return False, relay or _loopback_target(), None
-    return True, _loopback_target(), relay
+        return Delivery(postfix=False, msmtp=relay or _loopback_target(), postfix_upstream=None)
+    return Delivery(postfix=True, msmtp=_loopback_target(), postfix_upstream=relay)
 
 
 def _describe(target):
@@ -460,7 +466,8 @@ def build(conf, decided, container, host):
         ``None`` to keep them.
     """
     items = catalogue(conf, host)
-    postfix, msmtp_target, postfix_upstream = _delivery(conf, decided["mode"], container["container"])
+    delivery = _delivery(conf, decided["mode"], container["container"])
+    postfix, msmtp_target, postfix_upstream = delivery.postfix, delivery.msmtp, delivery.postfix_upstream
     if host["mask"]:
         for target in (msmtp_target, postfix_upstream):
             if target and target["password"]:
