@@ -37,10 +37,6 @@ METRICS_PYTHON = "/usr/bin/python3"
 # Where an operator's own main.cf is kept when mail:take_over:postfix hands Postfix to the formula.
 MAIN_CF_BEFORE = "main.cf.before-mail-formula"
 
-# The key of the server's name in each upstream section of the settings (as
-# pillar spells it); the plan's targets call it ``host`` for both.
-SERVER_KEY = {"mailu": "host", "relay": "relayhost"}
-
 # The file postmap builds from a lookup table's source, by table type.
 MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".dir", "sdbm": ".dir"}
 
@@ -98,8 +94,9 @@ def _msmtp_lines_by_key(settings):
     yield "admin", f"default: {settings['admin']}"
     for name, addresses in settings["aliases"].items():
         yield f"aliases:{name}", _msmtp_alias_line(name, addresses)
-    for section, host_key in SERVER_KEY.items():
+    for section in ("mailu", "relay"):
         upstream = settings[section]
+        host_key = upstream["server_key"]
         yield f"{section}:{host_key}", f"host {upstream[host_key]}"
         yield f"{section}:user", f"user {upstream['user']}"
         yield f"{section}:password", f"password {_msmtp_quote(upstream['password'])}"
@@ -134,7 +131,7 @@ def _loopback_target():
 
 def _upstream(conf, section):
     upstream = {k: conf[section][k] for k in ("port", "tls", "user", "password", "ca_file", "tls_name")}
-    upstream["host"] = conf[section][SERVER_KEY[section]]
+    upstream["host"] = conf[section][conf[section]["server_key"]]
     if not upstream["ca_file"]:
         upstream["ca_file"] = conf["lookup"]["ca_bundle"]
     return upstream

@@ -406,6 +406,8 @@ def _validate_upstream(check, section, tls_choices):
         check.fail(
             f"{section}:tls", "is none but credentials are set: a password is never sent in clear text"
         )
+    # Which key holds the server's name, for the plan (its targets call it ``host``).
+    out["server_key"] = host_key
     return out
 
 
