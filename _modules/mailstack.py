@@ -176,6 +176,7 @@ def _validated(raw):
         _postfix_known_parameters,
         lambda forced: forced if isinstance(forced, bool) else bool(signals),
         __utils__["mailstack_plan.managed_postfix_parameters"](),
+        __utils__["mailstack_plan.templates"](),
     )
     _refuse_overlong_msmtp_lines(conf)
     return __utils__["mailstack_settings.with_derived_defaults"](conf, _fqdn())

@@ -20,6 +20,25 @@ MSMTP_MAX_LINE = 499
 # mail.clean (and the next apply) that the file is the formula's.
 HEADER = "# Managed by Salt (mail formula). Local changes are overwritten.\n"
 
+# The formula's templates (in <formula>/files/) that pillar mail:tofs:source_files
+# may replace with sources of its own, tried in order before the formula's.
+TEMPLATES = (
+    "main.cf.jinja",
+    "sasl_passwd.jinja",
+    "msmtprc.jinja",
+    "mail-alert.sh.jinja",
+    "mail-alert@.service.jinja",
+    "mail-alert-dropin.conf",
+    "mail-health.sh.jinja",
+    "mail-health.service.jinja",
+    "mail-health.timer.jinja",
+    "mail-health.cron.jinja",
+    "mail-metrics.py.jinja",
+    "mail-metrics.service.jinja",
+    "mail-metrics.timer.jinja",
+    "mail-metrics.cron.jinja",
+)
+
 ALERT_UNIT = "mail-alert@.service"
 
 ALERT_DROPIN = "50-mail-alert.conf"
@@ -280,6 +299,12 @@ def _postfix_main_cf(conf, upstream, envelope_sender, relay_sender, myhostname):
         params["maillog_file"] = postfix["maillog_file"]
     params.update(conf["postfix"]["main_cf"])
     return params
+
+
+def templates():
+    """The formula's templates (in ``<formula>/files/``), which pillar
+    ``mail:tofs:source_files`` may replace."""
+    return TEMPLATES
 
 
 def managed_postfix_parameters():

@@ -40,25 +40,6 @@ SERVER_KEY = {"mailu": "host", "relay": "relayhost"}
 
 FREE_FORM_KEYS = ("mail:aliases", "mail:postfix:main_cf", "mail:tofs:source_files")
 
-# The formula's templates (in <formula>/files/) that pillar mail:tofs:source_files
-# may replace with sources of its own, tried in order before the formula's.
-TEMPLATES = (
-    "main.cf.jinja",
-    "sasl_passwd.jinja",
-    "msmtprc.jinja",
-    "mail-alert.sh.jinja",
-    "mail-alert@.service.jinja",
-    "mail-alert-dropin.conf",
-    "mail-health.sh.jinja",
-    "mail-health.service.jinja",
-    "mail-health.timer.jinja",
-    "mail-health.cron.jinja",
-    "mail-metrics.py.jinja",
-    "mail-metrics.service.jinja",
-    "mail-metrics.timer.jinja",
-    "mail-metrics.cron.jinja",
-)
-
 # A template override: a file on the Salt fileserver, never a URL or a local path.
 _SALT_SOURCE_RE = re.compile(r"salt://[A-Za-z0-9_.@+-]+(/[A-Za-z0-9_.@+-]+)*(\?saltenv=[A-Za-z0-9_-]+)?")
 
@@ -543,7 +524,7 @@ def _validate_main_cf(check, main_cf, known_postfix_parameters, managed):
     return result
 
 
-def validate(raw, known_postfix_parameters, in_container, managed_postfix_parameters):
+def validate(raw, known_postfix_parameters, in_container, managed_postfix_parameters, templates):
     """
     The settings of ``raw`` (defaults, per-OS data and pillar merged), checked
     and normalized. Raises ``CommandExecutionError`` naming the pillar key of
@@ -560,6 +541,9 @@ def validate(raw, known_postfix_parameters, in_container, managed_postfix_parame
         (``mailstack_plan.managed_postfix_parameters``): naming one in
         ``mail:postfix:main_cf`` gets a message saying where it comes from,
         unless it is a default pillar may tune (``POSTFIX_TUNABLE``).
+    templates
+        The formula's templates (``mailstack_plan.TEMPLATES``), which
+        ``mail:tofs:source_files`` may replace.
     """
     check = _Validator(raw)
     mailu = _validate_upstream(check, "mailu", MAILU_TLS)
@@ -589,7 +573,7 @@ def validate(raw, known_postfix_parameters, in_container, managed_postfix_parame
         "alerts": _validate_alerts(check),
         "health": _validate_health(check),
         "metrics": _validate_metrics(check),
-        "tofs": {"source_files": _validate_tofs(check, raw["tofs"]["source_files"])},
+        "tofs": {"source_files": _validate_tofs(check, raw["tofs"]["source_files"], templates)},
         "take_over": _validate_take_over(check),
         "lookup": _validate_lookup(raw.get("lookup", {})),
     }
@@ -628,7 +612,7 @@ def _validate_alerts(check):
     return {"units": sorted(set(units)), "interval": check.integer("alerts:interval", 0, 7 * 86400)}
 
 
-def _validate_tofs(check, source_files):
+def _validate_tofs(check, source_files, templates):
     if source_files is None:
         return {}
     if not isinstance(source_files, dict):
@@ -639,9 +623,9 @@ def _validate_tofs(check, source_files):
     result = {}
     for template, sources in source_files.items():
         key = f"tofs:source_files:{template}"
-        if template not in TEMPLATES:
+        if template not in templates:
             check.fail(
-                "tofs:source_files", f"{template!r} is not a template of the formula ({', '.join(TEMPLATES)})"
+                "tofs:source_files", f"{template!r} is not a template of the formula ({', '.join(templates)})"
             )
         if isinstance(sources, str):
             sources = [sources]

@@ -165,3 +165,29 @@ def test_mail_holds_the_states_of_every_leaf_it_applies_in_one_sls(configure, pi
     assert "include" not in init
     assert set(init) == set(leaves) | {"mail-apply-started", "mail-apply-finished"}
     assert all(init[state_id] == state for state_id, state in leaves.items())
+
+
+def test_the_templates_pillar_may_replace_are_the_plans_and_the_files_the_formula_ships(configure, fake_root):
+    from tests.support.loader import REPO, load_salt_module
+
+    templates = set(load_salt_module(REPO / "_utils/mailstack_plan.py", "plan_under_test").templates())
+    used = set()
+    for systemd in (False, True):
+        if systemd:
+            (fake_root / "run" / "systemd" / "system").mkdir(parents=True)
+        for pillar in (
+            {
+                "relay": relay(),
+                "container": False,
+                "alerts": {"units": ["cron.service"]},
+                "health": {"enabled": True},
+            },
+            {"mailu": mailu(), "metrics": {"enabled": True}},
+        ):
+            for files in configure(pillar).plan()["layout"].values():
+                used.update(
+                    file["template"] for file in files.values() if file["present"] and file["template"]
+                )
+    shipped = {path.name for path in (REPO / "mail" / "files").iterdir()} - {"postfix-parameters.txt"}
+
+    assert used == templates == shipped
