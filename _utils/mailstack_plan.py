@@ -18,7 +18,8 @@ MSMTP_MAX_LINE = 499
 
 # The first line of every file the formula writes with content: what tells
 # mail.clean (and the next apply) that the file is the formula's.
-HEADER = "# Managed by Salt (mail formula). Local changes are overwritten.\n"
+MARKER = "# Managed by Salt (mail formula"
+HEADER = f"{MARKER}). Local changes are overwritten.\n"
 
 # The formula's templates (in <formula>/files/) that pillar mail:tofs:source_files
 # may replace with sources of its own, tried in order before the formula's.
@@ -80,7 +81,8 @@ def _from_template(item, template, conf, *, mode="0644", group="root", context=N
         "user": "root",
         "group": group,
         "mode": mode,
-        "context": context or {},
+        # Every template starts with the marker: {{ marker }}.
+        "context": {"marker": MARKER, **(context or {})},
         "secret": secret,
     }
 

@@ -191,3 +191,16 @@ def test_the_templates_pillar_may_replace_are_the_plans_and_the_files_the_formul
     shipped = {path.name for path in (REPO / "mail" / "files").iterdir()} - {"postfix-parameters.txt"}
 
     assert used == templates == shipped
+
+
+def test_every_template_writes_the_marker_the_ownership_checks_look_for():
+    from tests.support.loader import REPO, load_salt_module
+
+    plan = load_salt_module(REPO / "_utils/mailstack_plan.py", "plan_under_test")
+    owned = load_salt_module(REPO / "_utils/mailstack_owned.py", "owned_under_test")
+
+    assert owned.MARKER.decode() in plan.MARKER and plan.HEADER.startswith(plan.MARKER)
+    for template in plan.TEMPLATES:
+        head = (REPO / "mail" / "files" / template).read_text().splitlines()[:3]
+        assert any(line.startswith("{{ marker }}") for line in head), template
+        assert "Managed by Salt" not in "".join(head), template
