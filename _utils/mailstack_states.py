@@ -56,36 +56,27 @@ def _blocked(blocked):
 # ------------------------------------------------------------- the states ---
 
 
-# What ``mail`` applies: these state files' states, in this order.
-INIT_LEAVES = (
-    "smtp.config",
-    "smtp.package",
-    "smtp.service",
-    "msmtp.package",
-    "msmtp.config",
-    "msmtp.sendmail",
-    "alerts",
-    "health",
-    "metrics",
-)
-
-
 def _init(mail, plan, tplroot):
-    """Outbound system mail: the states of every leaf (``INIT_LEAVES``) in this
-    one SLS rather than included, since each state file rendered is a file
-    fetch, a compile and a call; and a marker for the whole apply, left first
-    and removed last (``mailstack.status`` shows one left by an apply that was
-    cut off)."""
+    """Outbound system mail: the leaves of mail.smtp and mail.msmtp directly
+    (each file rendered is time), alerts, health, metrics; a marker for the
+    whole apply, left first and removed last (``mailstack.status`` shows one
+    left by an apply that was cut off)."""
     state_dir = mail["lookup"]["state_dir"]
-    states = {"mail-apply-started": _state("mailstack.apply_started", name=state_dir, order=1)}
-    for leaf in INIT_LEAVES:
-        states.update(
-            (state_id, state)
-            for state_id, state in STATE_FILES[leaf](mail, plan, tplroot).items()
-            if state_id != "include"
-        )
-    states["mail-apply-finished"] = _state("mailstack.apply_finished", name=state_dir, order="last")
-    return states
+    return {
+        "include": [
+            ".smtp.config",
+            ".smtp.package",
+            ".smtp.service",
+            ".msmtp.package",
+            ".msmtp.config",
+            ".msmtp.sendmail",
+            ".alerts",
+            ".health",
+            ".metrics",
+        ],
+        "mail-apply-started": _state("mailstack.apply_started", name=state_dir, order=1),
+        "mail-apply-finished": _state("mailstack.apply_finished", name=state_dir, order="last"),
+    }
 
 
 def _disabled(mail, plan, tplroot):
