@@ -198,7 +198,7 @@ def _start_action(service):
     return "restart" if _unit_active(service) else "start"
 
 
-def _check():
+def _postfix_check():
     ok, out = _run(["postfix", "check"])
     return ok, f"postfix check failed, Postfix was left as it was: {out}"
 
@@ -231,7 +231,7 @@ def _wait_until_stopped(service, settings):
 def _action(service, action, prestart, settings):
     """Run start, stop, reload or restart; return (ok, message)."""
     if action != "stop":
-        ok, message = _check()
+        ok, message = _postfix_check()
         if not ok:
             return ok, message
     if _systemd_booted():
@@ -541,7 +541,7 @@ def _owned(function):
     return __utils__[f"mailstack_owned.{function}"]
 
 
-def owned_group(name, members=(), state_dir="/var/lib/mailstack", take_over=False):
+def owned_group(name, state_dir, members=(), take_over=False):
     """
     Ensure the formula's own group ``name`` exists with exactly ``members``.
     A group of that name the formula did not create is left alone and the
@@ -556,11 +556,11 @@ def owned_group(name, members=(), state_dir="/var/lib/mailstack", take_over=Fals
         current = sorted(grp.getgrnam(name).gr_mem)
     except KeyError:
         current = None
-    if current is not None and not (take_over or _owned("owns")(state_dir, "groups", name)):
+    if _owned("foreign_group")(name, state_dir, take_over):
         return _ret(
             name, False, f"group {name} exists and was not created by the mail formula: it is left as it is"
         )
-    strangers = [user for user in _owned("primary_members")(name) if user not in members]
+    strangers = _owned("strangers")(name, members)
     if strangers:
         return _ret(
             name,
@@ -586,7 +586,7 @@ def owned_group(name, members=(), state_dir="/var/lib/mailstack", take_over=Fals
     return _ret(name, True, f"group {name} has members {', '.join(members) or '(none)'}", changes)
 
 
-def owned_group_absent(name, state_dir="/var/lib/mailstack"):
+def owned_group_absent(name, state_dir):
     """Remove group ``name`` if the formula created it; any other group stays."""
     import grp  # pylint: disable=import-outside-toplevel
 
@@ -605,7 +605,7 @@ def owned_group_absent(name, state_dir="/var/lib/mailstack"):
     return _ret(name, True, f"group {name} removed", {"group": "removed"})
 
 
-def owned_log_file(name, mode="0600", state_dir="/var/lib/mailstack"):
+def owned_log_file(name, state_dir, mode="0600"):
     """
     Ensure the log file ``name`` exists as root's with ``mode``. The formula
     creates it (never through a link) and records it; a file of that name it
@@ -618,7 +618,7 @@ def owned_log_file(name, mode="0600", state_dir="/var/lib/mailstack"):
     if _owned("symlink_on_path")(name):
         return _ret(name, False, f"{name} is a symbolic link: the log file is not written through it")
     exists = os.path.lexists(name)
-    if exists and name not in _owned("load")(state_dir)["files"]:
+    if _owned("foreign_log_file")(name, state_dir):
         return _ret(
             name, False, f"{name} exists and was not created by the mail formula: it is left as it is"
         )
@@ -673,7 +673,7 @@ def formula_file(name, file):
             - file: {"present": true, "template": "main.cf.jinja", ...}
     """
     if not file["present"]:
-        return formula_files_absent(name, [name], file["tables"], file["state_dir"])
+        return formula_files_absent(name, file["state_dir"], [name], file["tables"])
     unsafe = _unsafe_directory(name)
     if unsafe:
         return _ret(name, False, f"{unsafe}: {name} is not written there")
@@ -752,7 +752,7 @@ def _keep_operators_file(name, file):
     return kept
 
 
-def formula_files_absent(name, paths=(), tables=(), state_dir="/var/lib/mailstack"):
+def formula_files_absent(name, state_dir, paths=(), tables=()):
     """
     Remove those of ``paths`` that are the formula's (its marker, or its
     record) and, for each of them, its Postfix tables among ``tables``

@@ -403,3 +403,171 @@ def remove_if_ours(path, state_dir):
     if recorded:
         forget(state_dir, "files", path)
     return "removed"
+
+
+# ------------------------------------------- the rules, for module and states ---
+
+
+def foreign_group(name, state_dir, take_over):
+    """Whether group ``name`` exists and is not the formula's (nor handed to it by ``take_over``)."""
+    import grp  # pylint: disable=import-outside-toplevel
+
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return not (take_over or owns(state_dir, "groups", name))
+
+
+def strangers(group_name, members):
+    """Users whose primary group is ``group_name`` and who are not among ``members``."""
+    return [user for user in primary_members(group_name) if user not in members]
+
+
+def foreign_log_file(path, state_dir, root="/"):
+    """Whether a file ``path`` (below ``root``) exists that the formula did not create (and record)."""
+    return os.path.lexists(os.path.join(root, path.lstrip("/"))) and path not in load(state_dir)["files"]
+
+
+# ---------------------------------- what applying a plan would take over ---
+
+
+class Refused(Exception):
+    """Applying the plan would touch what is not the formula's: the message names the pillar key."""
+
+
+def refusal(utils, salt, grains, settings, plan, fs_root="/"):
+    """
+    Why applying ``plan`` would write, chown, run, remove or take over what is
+    not the formula's (its ``inventory``), or ``""``: a file it did not write,
+    a Postfix or a package it did not install, a path root writes into or
+    runs from that others could change, a group it did not create, a log file
+    others could forge.
+    """
+    if plan["mode"] == "disabled":
+        return ""
+    check = _Check(utils, salt, grains, settings, plan, fs_root)
+    try:
+        check.postfix()
+        check.files()
+        check.packages()
+        check.paths()
+        check.group()
+        check.log_file()
+    except Refused as exc:
+        return str(exc)
+    return ""
+
+
+class _Check:
+    def __init__(self, utils, salt, grains, settings, plan, fs_root):
+        self.utils, self.salt, self.grains = utils, salt, grains
+        self.settings, self.plan, self.fs_root = settings, plan, fs_root
+        self.items = {item["id"]: item for item in plan["inventory"]}
+        self.state_dir = self.host_path(settings["lookup"]["state_dir"])
+
+    def host_path(self, path):
+        return os.path.join(self.fs_root, path.lstrip("/"))
+
+    def postfix(self):
+        """A Postfix that was there before the formula (no main.cf of the formula's) is never taken
+        silently."""
+        main_cf = self.items["smtp:main-cf"]
+        if not self.plan["postfix"] or self.settings["take_over"]["postfix"]:
+            return
+        if carries_marker(self.host_path(main_cf["path"])) or not self.salt["cmd.which"]("postconf"):
+            return
+        raise Refused(
+            "Invalid pillar mail:take_over:postfix: is false, and Postfix is installed here and was not"
+            f" installed by the mail formula ({main_cf['path']} does not carry the formula's marker): set it"
+            " to true to hand this Postfix to the formula (an existing main.cf is kept as"
+            " main.cf.before-mail-formula), or remove Postfix yourself first"
+        )
+
+    def files(self):
+        taken_over = self.items["smtp:main-cf"]["path"] if self.settings["take_over"]["postfix"] else None
+        for key, path in self.utils["mailstack_plan.written_files"](self.plan):
+            if path == taken_over and not os.path.islink(self.host_path(path)):
+                continue
+            problem = foreign_file_problem(self.host_path(path))
+            if problem:
+                raise Refused(f"Invalid pillar mail:{key}: {problem}")
+
+    def packages(self):
+        """A package the mode would remove (it conflicts with what it installs), not installed by the
+        formula."""
+        packages = self.plan["packages"]
+        kept = [name for name in packages["unwanted"] if name not in packages["remove"]]
+        if not kept:
+            return
+        installed = self.utils["mailstack_system.installed_packages"](
+            self.salt, self.grains, kept, self.fs_root
+        )
+        for name in sorted(installed):
+            if name in self.settings["lookup"]["postfix"]["pkgs"]:
+                raise Refused(
+                    "Invalid pillar mail:take_over:postfix: is false, and this mode (sendmail by msmtp) would"
+                    f" remove {name}, which is installed and was not installed by the mail formula: set it to"
+                    " true to let the formula remove it, or remove it yourself"
+                )
+            raise Refused(
+                f"Invalid pillar mail:mode: this mode ({self.plan['mode']}, sendmail by"
+                f" {self.plan['sendmail']}) would remove the package {name}, which is installed and was"
+                " not installed by the mail formula: remove it yourself if it is not needed, or choose a"
+                " mode that keeps it"
+            )
+
+    def paths(self):
+        """Every directory root writes into and every program it runs or file it trusts: root's alone."""
+        root = self.fs_root
+        for item in self.plan["inventory"]:
+            if not item["wanted"] or item["kind"] in ("package", "group", "unit", "command"):
+                continue
+            if item["kind"] == "program":
+                found = unsafe_path_problem(item["path"], root, follow_last=True)
+            elif item["kind"] == "directory":
+                found = unsafe_path_problem(item["path"], root)
+            elif item["kind"] == "textfile":
+                found = unsafe_textfile_dir_problem(os.path.dirname(item["path"]), root)
+            else:
+                found = unsafe_path_problem(os.path.dirname(item["path"]), root)
+            if found:
+                raise Refused(f"Invalid pillar mail:{item['key']}: {found}, so root must not rely on it")
+        for key in ("mailu:ca_file", "relay:ca_file", "lookup:ca_bundle"):
+            section, name = key.split(":")
+            path = self.settings[section][name]
+            found = path and unsafe_path_problem(path, root, follow_last=True)
+            if found:
+                raise Refused(f"Invalid pillar mail:{key}: {found}, so it cannot be trusted")
+
+    def group(self):
+        group = self.plan["senders_group"]
+        if foreign_group(group["name"], self.state_dir, group["take_over"]):
+            raise Refused(
+                f"Invalid pillar mail:lookup:msmtp:group: group {group['name']!r} exists and was not"
+                " created by the mail formula, which only creates, fills and removes a group of its own:"
+                " choose a name no group has, or set mail:take_over:senders_group to true to hand it to"
+                " the formula"
+            )
+        others = strangers(group["name"], group["members"]) if group["present"] else []
+        if others:
+            raise Refused(
+                f"Invalid pillar mail:senders: {', '.join(others)} {'has' if len(others) == 1 else 'have'}"
+                f" group {group['name']!r} as primary group and would read the password in msmtp's"
+                " configuration: add them to mail:senders, or give them another primary group"
+            )
+
+    def log_file(self):
+        secret = self.plan["files"]["secret_in_msmtprc"]
+        problem = self.utils["mailstack_plan.msmtp_log_problem"](self.settings, secret)
+        logfile = self.settings["msmtp"]["logfile"]
+        if not problem and logfile:
+            path = self.host_path(logfile)
+            if foreign_log_file(logfile, self.state_dir, self.fs_root):
+                problem = f"{logfile} exists and was not created by the mail formula: choose a new file"
+            elif not os.path.isdir(os.path.dirname(path)):
+                problem = (
+                    f"{os.path.dirname(logfile)} does not exist: the log file goes into an existing directory"
+                )
+        if problem:
+            raise Refused(f"Invalid pillar mail:msmtp:logfile: {problem}")

@@ -6,6 +6,7 @@ Everything here works on plain data: validated settings, the decided mode and
 container status, and a few facts the module reads off the running system.
 """
 
+import collections
 import re
 import shlex
 import zlib
@@ -17,7 +18,27 @@ MSMTP_MAX_LINE = 499
 
 # The first line of every file the formula writes with content: what tells
 # mail.clean (and the next apply) that the file is the formula's.
-HEADER = "# Managed by Salt (mail formula). Local changes are overwritten.\n"
+MARKER = "# Managed by Salt (mail formula"
+HEADER = f"{MARKER}). Local changes are overwritten.\n"
+
+# The formula's templates (in <formula>/files/) that pillar mail:tofs:source_files
+# may replace with sources of its own, tried in order before the formula's.
+TEMPLATES = (
+    "main.cf.jinja",
+    "sasl_passwd.jinja",
+    "msmtprc.jinja",
+    "mail-alert.sh.jinja",
+    "mail-alert@.service.jinja",
+    "mail-alert-dropin.conf",
+    "mail-health.sh.jinja",
+    "mail-health.service.jinja",
+    "mail-health.timer.jinja",
+    "mail-health.cron.jinja",
+    "mail-metrics.py.jinja",
+    "mail-metrics.service.jinja",
+    "mail-metrics.timer.jinja",
+    "mail-metrics.cron.jinja",
+)
 
 ALERT_UNIT = "mail-alert@.service"
 
@@ -35,10 +56,6 @@ METRICS_PYTHON = "/usr/bin/python3"
 
 # Where an operator's own main.cf is kept when mail:take_over:postfix hands Postfix to the formula.
 MAIN_CF_BEFORE = "main.cf.before-mail-formula"
-
-# The key of the server's name in each upstream section of the settings (as
-# pillar spells it); the plan's targets call it ``host`` for both.
-SERVER_KEY = {"mailu": "host", "relay": "relayhost"}
 
 # The file postmap builds from a lookup table's source, by table type.
 MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".dir", "sdbm": ".dir"}
@@ -64,7 +81,8 @@ def _from_template(item, template, conf, *, mode="0644", group="root", context=N
         "user": "root",
         "group": group,
         "mode": mode,
-        "context": context or {},
+        # Every template starts with the marker: {{ marker }}.
+        "context": {"marker": MARKER, **(context or {})},
         "secret": secret,
     }
 
@@ -97,8 +115,9 @@ def _msmtp_lines_by_key(settings):
     yield "admin", f"default: {settings['admin']}"
     for name, addresses in settings["aliases"].items():
         yield f"aliases:{name}", _msmtp_alias_line(name, addresses)
-    for section, host_key in SERVER_KEY.items():
+    for section in ("mailu", "relay"):
         upstream = settings[section]
+        host_key = upstream["server_key"]
         yield f"{section}:{host_key}", f"host {upstream[host_key]}"
         yield f"{section}:user", f"user {upstream['user']}"
         yield f"{section}:password", f"password {_msmtp_quote(upstream['password'])}"
@@ -133,22 +152,27 @@ def _loopback_target():
 
 def _upstream(conf, section):
     upstream = {k: conf[section][k] for k in ("port", "tls", "user", "password", "ca_file", "tls_name")}
-    upstream["host"] = conf[section][SERVER_KEY[section]]
+    upstream["host"] = conf[section][conf[section]["server_key"]]
     if not upstream["ca_file"]:
         upstream["ca_file"] = conf["lookup"]["ca_bundle"]
     return upstream
 
 
+Delivery = collections.namedtuple("Delivery", "postfix msmtp postfix_upstream")
+Delivery.__doc__ = """How mail leaves this host: whether the local Postfix relays
+(``postfix``), where msmtp sends (``msmtp``: a target) and where Postfix
+relays to (``postfix_upstream``: a target, or ``None`` for the recipient's MX)."""
+
+
 def _delivery(conf, mode_name, container):
-    """Return (postfix wanted, msmtp target, postfix upstream or None)."""
     if mode_name == "mailu" and not (conf["mailu"]["queue"] and not container):
-        return False, _upstream(conf, "mailu"), None
+        return Delivery(postfix=False, msmtp=_upstream(conf, "mailu"), postfix_upstream=None)
     if mode_name == "mailu":
-        return True, _loopback_target(), _upstream(conf, "mailu")
+        return Delivery(postfix=True, msmtp=_loopback_target(), postfix_upstream=_upstream(conf, "mailu"))
     relay = _upstream(conf, "relay") if conf["relay"]["relayhost"] else None
     if container:
-        return False, relay or _loopback_target(), None
-    return True, _loopback_target(), relay
+        return Delivery(postfix=False, msmtp=relay or _loopback_target(), postfix_upstream=None)
+    return Delivery(postfix=True, msmtp=_loopback_target(), postfix_upstream=relay)
 
 
 def _describe(target):
@@ -277,6 +301,35 @@ def _postfix_main_cf(conf, upstream, envelope_sender, relay_sender, myhostname):
         params["maillog_file"] = postfix["maillog_file"]
     params.update(conf["postfix"]["main_cf"])
     return params
+
+
+def templates():
+    """The formula's templates (in ``<formula>/files/``), which pillar
+    ``mail:tofs:source_files`` may replace."""
+    return TEMPLATES
+
+
+def managed_postfix_parameters():
+    """The main.cf parameters the formula sets itself, whatever the mode: every
+    name ``_postfix_main_cf`` writes for each kind of upstream (none, no TLS,
+    STARTTLS, implicit TLS with a login), with mail:admin, mail:aliases, a
+    rewritten sender and Postfix's own log file set."""
+    postfix = {
+        "compatibility_level": "3.6",
+        "map_type": "hash",
+        "config_dir": "/etc/postfix",
+        "maillog_file": "-",
+    }
+    conf = {"lookup": {"postfix": postfix}, "admin": "a", "aliases": {"a": ["b"]}, "postfix": {"main_cf": {}}}
+    upstreams = [None] + [
+        {"host": "h", "port": 25, "tls": tls, "user": "u", "ca_file": "c", "tls_name": ""}
+        for tls in ("none", "starttls", "implicit")
+    ]
+    names = set()
+    for upstream in upstreams:
+        names.update(_postfix_main_cf(conf, upstream, "sender", "", "host"))
+        names.update(_postfix_main_cf(conf, upstream, "", "sender", "host"))
+    return frozenset(names)
 
 
 def _ere_escape(text):
@@ -437,7 +490,8 @@ def build(conf, decided, container, host):
         ``None`` to keep them.
     """
     items = catalogue(conf, host)
-    postfix, msmtp_target, postfix_upstream = _delivery(conf, decided["mode"], container["container"])
+    delivery = _delivery(conf, decided["mode"], container["container"])
+    postfix, msmtp_target, postfix_upstream = delivery.postfix, delivery.msmtp, delivery.postfix_upstream
     if host["mask"]:
         for target in (msmtp_target, postfix_upstream):
             if target and target["password"]:
@@ -479,6 +533,8 @@ def build(conf, decided, container, host):
         conf,
         host["formula_dir"],
     )
+    _add_needs(layout, health, metrics)
+    health["timer_wanted"], metrics["timer_wanted"] = _timer_wanted(health), _timer_wanted(metrics)
     next_hops = {"msmtp": _describe(msmtp_target), "postfix": _describe(postfix_upstream) if postfix else ""}
     return {
         "mode": decided["mode"],
@@ -505,6 +561,10 @@ def build(conf, decided, container, host):
         "health": health,
         "files": files,
         "sendmail_provider": _sendmail(conf, postfix, items),
+        # msmtp's sendmail link, made where the distribution has no msmtp-mta, goes before Postfix comes.
+        "sendmail_link_removed": _sendmail_link(items)
+        if postfix and not conf["lookup"]["msmtp"]["mta_pkg"]
+        else None,
         "senders_group": _senders_group(conf, secret_in_msmtprc, items),
         "layout": layout,
         "metrics": metrics,
@@ -520,12 +580,68 @@ def build(conf, decided, container, host):
     }
 
 
+def _needs(package=False, postmap=False, daemon_reload=False, postfix_watches=False, timer_stopped=False):
+    """
+    What the state of a file of the layout needs besides the file:
+
+    package
+        the package installed first (the file is used by its program).
+    postmap
+        its lookup table built from it (``mailstack.postmapped``) after it.
+    daemon_reload
+        ``systemctl daemon-reload`` after it changes (a unit file).
+    postfix_watches
+        Postfix reloaded or restarted when it (or its table) changes.
+    timer_stopped
+        the timer stopped before it is removed.
+    """
+    return {
+        "package": package,
+        "postmap": postmap,
+        "daemon_reload": daemon_reload,
+        "postfix_watches": postfix_watches,
+        "timer_stopped": timer_stopped,
+    }
+
+
+def _add_needs(layout, health, metrics):
+    """Every file of ``layout`` says what its state needs (``_needs``)."""
+    for files in layout.values():
+        for file in files.values():
+            file["needs"] = _needs()
+    for key, file in layout["smtp"].items():
+        is_map = key == "sasl-passwd"
+        file["needs"] = _needs(package=is_map, postmap=is_map and file["present"], postfix_watches=True)
+    layout["msmtp"]["msmtprc"]["needs"] = _needs(package=True)
+    for key, file in layout["alerts"].items():
+        file["needs"] = _needs(daemon_reload=key != "script")
+    for scheduled, files in ((health, layout["health"]), (metrics, layout["metrics"])):
+        for key in ("service", "timer"):
+            if key in files:
+                stop_first = not files[key]["present"] and scheduled["timer_installed"]
+                files[key]["needs"] = _needs(daemon_reload=True, timer_stopped=stop_first)
+
+
+def _timer_wanted(scheduled):
+    """``running``, ``dead`` (installed and no longer wanted) or ``""`` (nothing to do)."""
+    if not scheduled["systemd"]:
+        return ""
+    if scheduled["enabled"]:
+        return "running"
+    return "dead" if scheduled["timer_installed"] else ""
+
+
+def _recipient(conf):
+    """Who system mail, alerts and the health mail go to: mail:admin, else root."""
+    return conf["admin"] or "root"
+
+
 def _alerts_plan(conf, host, items):
     """OnFailure= drop-ins for mail:alerts:units, and the ones to remove."""
     lookup, units = conf["lookup"], conf["alerts"]["units"]
     systemd = host["systemd"]
     dropins = {unit: items[f"alerts:dropin:{unit}"]["path"] for unit in units} if systemd else {}
-    recipient = conf["admin"] or "root"
+    recipient = _recipient(conf)
     if not systemd:
         reason = "systemd does not run here, so no unit can alert on failure: nothing to do"
     elif units:
@@ -565,13 +681,13 @@ def _health_plan(conf, host, items):
     if not health["enabled"]:
         reason = "mail:health:enabled is false"
     elif systemd:
-        reason = f"{HEALTH_UNIT}.timer ({health['on_calendar']}) mails {conf['admin'] or 'root'}"
+        reason = f"{HEALTH_UNIT}.timer ({health['on_calendar']}) mails {_recipient(conf)}"
     else:
-        reason = f"no systemd: a cron entry in {lookup['cron_dir']} mails {conf['admin'] or 'root'} daily"
+        reason = f"no systemd: a cron entry in {lookup['cron_dir']} mails {_recipient(conf)} daily"
     return {
         **health,
         "systemd": systemd,
-        "recipient": conf["admin"] or "root",
+        "recipient": _recipient(conf),
         "script": items["health:script"]["path"],
         "service_file": items["health:service"]["path"],
         "timer_file": items["health:timer"]["path"],
@@ -581,7 +697,7 @@ def _health_plan(conf, host, items):
         "cron_time": {"minute": seed % 60, "hour": seed // 60 % 24},
         "state_file": items["state:health.last"]["path"],
         "shell_vars": _shell_vars(
-            recipient=conf["admin"] or "root",
+            recipient=_recipient(conf),
             sendmail=lookup["msmtp"]["sendmail"],
             state_file=items["state:health.last"]["path"],
             retries=health["retries"],
@@ -1008,60 +1124,36 @@ def _alerts_files(conf, alerts, items):
     return layout
 
 
+def _scheduled_files(conf, concern, unit, scheduled, items, script, context):
+    """A scheduled script's files: the script (``script``: its template and
+    context), and its timer units with systemd or its cron entry without
+    (``<unit>.<key>.jinja`` with ``context``); all absent when it is off."""
+
+    def file(key, template, **options):
+        item = items[f"{concern}:{key}"]
+        return _from_template(item, template, conf, **options) if scheduled["enabled"] else _absent(item)
+
+    template, script_context = script
+    layout = {"script": file("script", template, mode="0755", context=script_context)}
+    for key in ("service", "timer") if scheduled["systemd"] else ("cron",):
+        layout[key] = file(key, f"{unit}.{key}.jinja", context=context)
+    return layout
+
+
 def _health_files(conf, health, items):
     """The "is alive" script, and its timer units with systemd or its cron entry without."""
-    enabled, systemd = health["enabled"], health["systemd"]
     context = {k: v for k, v in health.items() if k not in ("files",)}
-    script = items["health:script"]
-    layout = {
-        "script": _from_template(
-            script, "mail-health.sh.jinja", conf, mode="0755", context={"shell_vars": health["shell_vars"]}
-        )
-        if enabled
-        else _absent(script)
-    }
-    if systemd:
-        for key, template in (("service", "mail-health.service.jinja"), ("timer", "mail-health.timer.jinja")):
-            item = items[f"health:{key}"]
-            layout[key] = _from_template(item, template, conf, context=context) if enabled else _absent(item)
-    else:
-        cron = items["health:cron"]
-        layout["cron"] = (
-            _from_template(cron, "mail-health.cron.jinja", conf, context=context)
-            if enabled
-            else _absent(cron)
-        )
-    return layout
+    script = ("mail-health.sh.jinja", {"shell_vars": health["shell_vars"]})
+    return _scheduled_files(conf, "health", HEALTH_UNIT, health, items, script, context)
 
 
 def _metrics_files(conf, metrics, items):
     """The collector, its timer units with systemd or its cron entry without; and, when
     metrics are off, the metrics file it wrote."""
-    enabled, systemd = metrics["enabled"], metrics["systemd"]
-    script = items["metrics:script"]
-    layout = {
-        "script": _from_template(
-            script, "mail-metrics.py.jinja", conf, mode="0755", context={"collector": metrics["collector"]}
-        )
-        if enabled
-        else _absent(script)
-    }
+    enabled = metrics["enabled"]
     context = {k: metrics[k] for k in ("script", "interval", "accuracy", "cron_minutes")}
-    if systemd:
-        for key in ("service", "timer"):
-            item = items[f"metrics:{key}"]
-            layout[key] = (
-                _from_template(item, f"mail-metrics.{key}.jinja", conf, context=context)
-                if enabled
-                else _absent(item)
-            )
-    else:
-        cron = items["metrics:cron"]
-        layout["cron"] = (
-            _from_template(cron, "mail-metrics.cron.jinja", conf, context=context)
-            if enabled
-            else _absent(cron)
-        )
+    script = ("mail-metrics.py.jinja", {"collector": metrics["collector"]})
+    layout = _scheduled_files(conf, "metrics", METRICS_UNIT, metrics, items, script, context)
     if not enabled:
         layout["textfile"] = _absent(items["metrics:textfile"])
     return layout

@@ -40,62 +40,8 @@ SERVER_KEY = {"mailu": "host", "relay": "relayhost"}
 
 FREE_FORM_KEYS = ("mail:aliases", "mail:postfix:main_cf", "mail:tofs:source_files")
 
-# The formula's templates (in <formula>/files/) that pillar mail:tofs:source_files
-# may replace with sources of its own, tried in order before the formula's.
-TEMPLATES = (
-    "main.cf.jinja",
-    "sasl_passwd.jinja",
-    "msmtprc.jinja",
-    "mail-alert.sh.jinja",
-    "mail-alert@.service.jinja",
-    "mail-alert-dropin.conf",
-    "mail-health.sh.jinja",
-    "mail-health.service.jinja",
-    "mail-health.timer.jinja",
-    "mail-health.cron.jinja",
-    "mail-metrics.py.jinja",
-    "mail-metrics.service.jinja",
-    "mail-metrics.timer.jinja",
-    "mail-metrics.cron.jinja",
-)
-
 # A template override: a file on the Salt fileserver, never a URL or a local path.
 _SALT_SOURCE_RE = re.compile(r"salt://[A-Za-z0-9_.@+-]+(/[A-Za-z0-9_.@+-]+)*(\?saltenv=[A-Za-z0-9_-]+)?")
-
-
-# main.cf parameters the formula sets from other keys: naming one in
-# mail:postfix:main_cf gets a message saying where it comes from.
-POSTFIX_MANAGED = frozenset(
-    (
-        "inet_interfaces",
-        "mynetworks",
-        "mydestination",
-        "local_transport",
-        "default_transport",
-        "relay_transport",
-        "smtpd_relay_restrictions",
-        "relayhost",
-        "myhostname",
-        "myorigin",
-        "compatibility_level",
-        "maillog_file",
-        "alias_maps",
-        "alias_database",
-        "recipient_canonical_maps",
-        "virtual_alias_maps",
-        "sender_canonical_maps",
-        "sender_canonical_classes",
-        "smtp_host_lookup",
-        "smtp_tls_security_level",
-        "smtp_tls_secure_cert_match",
-        "smtp_tls_CAfile",
-        "smtp_tls_wrappermode",
-        "smtp_sasl_auth_enable",
-        "smtp_sasl_password_maps",
-        "smtp_sasl_security_options",
-        "smtp_sasl_tls_security_options",
-    )
-)
 
 
 # The only main.cf parameters mail:postfix:main_cf may set (pillar.example says
@@ -441,6 +387,8 @@ def _validate_upstream(check, section, tls_choices):
         check.fail(
             f"{section}:tls", "is none but credentials are set: a password is never sent in clear text"
         )
+    # Which key holds the server's name, for the plan (its targets call it ``host``).
+    out["server_key"] = host_key
     return out
 
 
@@ -540,7 +488,7 @@ def _hardens_tls_protocols(value):
     return set(TLS_PROTOCOLS_TO_EXCLUDE) <= {item[1:] for item in items}
 
 
-def _validate_main_cf(check, main_cf, known_postfix_parameters):
+def _validate_main_cf(check, main_cf, known_postfix_parameters, managed):
     if main_cf is None:
         return {}
     if not isinstance(main_cf, dict):
@@ -550,7 +498,7 @@ def _validate_main_cf(check, main_cf, known_postfix_parameters):
         if not isinstance(name, str) or not _POSTFIX_NAME_RE.fullmatch(name):
             check.fail("postfix:main_cf", f"{name!r} is not a Postfix parameter name")
         key = f"postfix:main_cf:{name}"
-        if name in POSTFIX_MANAGED:
+        if name in managed and name not in POSTFIX_TUNABLE:
             check.fail(
                 key,
                 "is managed by the formula (it keeps the relay closed and send-only, or is derived from"
@@ -576,7 +524,7 @@ def _validate_main_cf(check, main_cf, known_postfix_parameters):
     return result
 
 
-def validate(raw, known_postfix_parameters, in_container):
+def validate(raw, known_postfix_parameters, in_container, managed_postfix_parameters, templates):
     """
     The settings of ``raw`` (defaults, per-OS data and pillar merged), checked
     and normalized. Raises ``CommandExecutionError`` naming the pillar key of
@@ -588,6 +536,14 @@ def validate(raw, known_postfix_parameters, in_container):
     in_container
         Called with the validated ``mail:container`` value; whether this host
         counts as a container.
+    managed_postfix_parameters
+        The main.cf parameters the formula sets itself
+        (``mailstack_plan.managed_postfix_parameters``): naming one in
+        ``mail:postfix:main_cf`` gets a message saying where it comes from,
+        unless it is a default pillar may tune (``POSTFIX_TUNABLE``).
+    templates
+        The formula's templates (``mailstack_plan.TEMPLATES``), which
+        ``mail:tofs:source_files`` may replace.
     """
     check = _Validator(raw)
     mailu = _validate_upstream(check, "mailu", MAILU_TLS)
@@ -604,7 +560,11 @@ def validate(raw, known_postfix_parameters, in_container):
         "from": check.address("from"),
         "admin": check.address("admin"),
         "aliases": _validate_aliases(check, raw["aliases"]),
-        "postfix": {"main_cf": _validate_main_cf(check, raw["postfix"]["main_cf"], known_postfix_parameters)},
+        "postfix": {
+            "main_cf": _validate_main_cf(
+                check, raw["postfix"]["main_cf"], known_postfix_parameters, managed_postfix_parameters
+            )
+        },
         "msmtp": {"logfile": check.path_under("msmtp:logfile", LOG_DIR)},
         "senders": _validate_senders(raw["senders"]),
         "timeout": check.integer("timeout", 1, 300),
@@ -613,7 +573,7 @@ def validate(raw, known_postfix_parameters, in_container):
         "alerts": _validate_alerts(check),
         "health": _validate_health(check),
         "metrics": _validate_metrics(check),
-        "tofs": {"source_files": _validate_tofs(check, raw["tofs"]["source_files"])},
+        "tofs": {"source_files": _validate_tofs(check, raw["tofs"]["source_files"], templates)},
         "take_over": _validate_take_over(check),
         "lookup": _validate_lookup(raw.get("lookup", {})),
     }
@@ -652,7 +612,7 @@ def _validate_alerts(check):
     return {"units": sorted(set(units)), "interval": check.integer("alerts:interval", 0, 7 * 86400)}
 
 
-def _validate_tofs(check, source_files):
+def _validate_tofs(check, source_files, templates):
     if source_files is None:
         return {}
     if not isinstance(source_files, dict):
@@ -663,9 +623,9 @@ def _validate_tofs(check, source_files):
     result = {}
     for template, sources in source_files.items():
         key = f"tofs:source_files:{template}"
-        if template not in TEMPLATES:
+        if template not in templates:
             check.fail(
-                "tofs:source_files", f"{template!r} is not a template of the formula ({', '.join(TEMPLATES)})"
+                "tofs:source_files", f"{template!r} is not a template of the formula ({', '.join(templates)})"
             )
         if isinstance(sources, str):
             sources = [sources]

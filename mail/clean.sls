@@ -1,33 +1,5 @@
-{#- Undo everything the formula installs: each concern's clean state, then the
-    formula's own directories, only when nothing else is in them. #}
+{#- Undo everything the formula installs, then its own directories when nothing else is in them.
+    The states are mailstack_states' (_utils/mailstack_states.py), from the plan. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
-                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
-{%- set plan, blocked = mapdata.plan, mapdata.blocked %}
-
-include:
-{%- if blocked %}
-  - {{ blocked }}
-{%- else %}
-  - .smtp.clean
-  - .msmtp.clean
-  - .alerts.clean
-  - .health.clean
-  - .metrics.clean
-
-mail-clean-own-directories-absent:
-  mailstack.formula_dir_absent:
-    - names:
-{%-   for path, keep in plan.clean.directories | dictsort %}
-      - {{ path | json }}:
-        - files: {{ keep.files | json }}
-        - subdirs: {{ keep.subdirs | json }}
-{%-   endfor %}
-    - require:
-      - mailstack: mail-smtp-clean-files-absent
-      - mailstack: mail-msmtp-clean-files-absent
-      - mailstack: mail-msmtp-clean-senders-group-absent
-      - mailstack: mail-alerts-clean-files-absent
-      - mailstack: mail-health-clean-files-absent
-      - mailstack: mail-metrics-clean-files-absent
-{%- endif %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt else {'sls': dict(include=[tplroot ~ '.error'])} %}
+{{ mapdata.sls | tojson }}

@@ -1,8 +1,5 @@
+{#- What the formula says where mail:enabled is false: nothing is managed.
+    The states are mailstack_states' (_utils/mailstack_states.py), from the plan. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
-                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
-{%- set plan = mapdata.plan %}
-
-mail-disabled:
-  test.show_notification:
-    - text: {{ ('mail formula: nothing managed (' ~ plan.mode_reason ~ ')') | json }}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt else {'sls': dict(include=[tplroot ~ '.error'])} %}
+{{ mapdata.sls | tojson }}

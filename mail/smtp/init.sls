@@ -1,15 +1,5 @@
-{#- The local Postfix relay: configured, installed and running where the plan
-    wants it, else stopped and removed with its secrets. #}
+{#- The local Postfix relay: configured, installed and running where the plan wants it, else removed.
+    The states are mailstack_states' (_utils/mailstack_states.py), from the plan. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt
-                  else {'blocked': tplroot ~ '.error', 'mail': {}, 'plan': {}} %}
-{%- set blocked = mapdata.blocked %}
-
-include:
-{%- if blocked %}
-  - {{ blocked }}
-{%- else %}
-  - .config
-  - .package
-  - .service
-{%- endif %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt else {'sls': dict(include=[tplroot ~ '.error'])} %}
+{{ mapdata.sls | tojson }}

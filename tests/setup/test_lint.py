@@ -69,3 +69,37 @@ def test_code_that_runs_on_a_minion_fails_the_lint_with_syntax_newer_than_salt_3
             check=False,
         )
         assert result.returncode != 0 and "3.11" in result.stdout + result.stderr, result.stdout
+
+
+# Every state file but mail/error.sls (what the guard includes: it states the
+# error, with or without the module) is a comment saying what it does and
+# these three lines: one call of mailstack.mapdata, and the states it returns
+# (_utils/mailstack_states.py, from the plan).
+SLS_HEADER = (
+    "{%- set tplroot = tpldir.split('/')[0] %}\n"
+    "{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt"
+    " else {'sls': dict(include=[tplroot ~ '.error'])} %}\n"
+    "{{ mapdata.sls | tojson }}\n"
+)
+GUARD = "mail/error.sls"
+
+
+def _state_files():
+    return [path for path in _tracked("*.sls") if path != GUARD]
+
+
+def test_every_state_file_is_a_comment_and_the_same_three_lines():
+    for path in _state_files():
+        text = (REPO / path).read_text(encoding="utf-8")
+        assert text.startswith("{#-"), path
+        comment_end = text.index("#}\n") + len("#}\n")
+        assert text[comment_end:] == SLS_HEADER, path
+
+
+def test_no_state_file_decides_anything_in_jinja():
+    """No condition, no mode, no file key, no plan field: the plan decides, in Python."""
+    for path in _state_files():
+        text = (REPO / path).read_text(encoding="utf-8")
+        code = text[text.index("#}\n") :]
+        for word in ("{%- if", "{% if", "{%- elif", "{%- for", "plan.", "mode", "sasl", "postfix", "msmtp"):
+            assert word not in code, f"{path} holds {word!r}"

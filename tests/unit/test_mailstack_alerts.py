@@ -138,7 +138,7 @@ def _alert_script(tmp_path, state_dir):
         "interval": "300",
     }
     script = tmp_path / "mail-alert"
-    script.write_text(jinja2.Template(template).render(shell_vars=shell_vars))
+    script.write_text(jinja2.Template(template).render(shell_vars=shell_vars, marker="# Managed by Salt"))
     return script
 
 

@@ -43,6 +43,7 @@ def test_metrics_with_systemd_are_a_timer_every_interval(operator, systemd):
     layout = plan["layout"]["metrics"]
     assert sorted(layout) == ["script", "service", "timer"]
     assert layout["timer"]["context"] == {
+        "marker": "# Managed by Salt (mail formula",
         "script": "/usr/local/lib/mailstack/mail-metrics",
         "interval": 120,
         "accuracy": 12,
@@ -148,7 +149,11 @@ def _collector_settings(tmp_path, **overrides):
     }
 
 
+MARKER = load_salt_module(REPO / "_utils/mailstack_plan.py", "plan_for_marker").MARKER
+
+
 def _render(path, **context):
+    context.setdefault("marker", MARKER)
     environment = jinja2.Environment(keep_trailing_newline=True)
     environment.filters["json"] = json.dumps
     return environment.from_string(path.read_text()).render(**context)

@@ -55,6 +55,39 @@ def test_settings_results_do_not_share_state_with_the_cache(configure):
     assert again["lookup"]["msmtp"]["pkgs"] == ["msmtp"]
 
 
+def test_the_plan_is_built_once_for_every_state_file_of_a_run(configure):
+    mailstack = configure({"mailu": mailu(), "container": False})
+    for sls in ("mail", "mail.smtp.config", "mail.msmtp.config", "mail.health", "mail.smtp.clean"):
+        mailstack.mapdata(sls)
+    mailstack.plan()
+    assert mailstack.__context__["mailstack.plans"]["builds"] == 1
+
+    mailstack.plan(include_secrets=True)
+
+    assert mailstack.__context__["mailstack.plans"]["builds"] == 2
+
+
+def test_the_plan_is_built_again_when_the_pillar_changes_within_a_run(configure):
+    mailstack = configure({"mailu": mailu(), "container": False})
+    assert mailstack.mapdata()["plan"]["mode"] == "mailu"
+
+    mailstack.__pillar__ = {"mail": {"container": False}}
+
+    assert mailstack.mapdata()["plan"]["mode"] == "relay"
+    assert mailstack.__context__["mailstack.plans"]["builds"] == 2
+
+
+def test_the_plan_is_built_again_when_a_host_fact_changes_within_a_run(configure, fake_root):
+    mailstack = configure({"container": False})
+    assert mailstack.plan()["summary"]["msmtp logs to"].startswith("nowhere")
+
+    (fake_root / "dev").mkdir()
+    (fake_root / "dev" / "log").touch()
+
+    assert mailstack.plan()["summary"]["msmtp logs to"].startswith("syslog")
+    assert mailstack.__context__["mailstack.plans"]["builds"] == 2
+
+
 def test_settings_fails_clearly_when_defaults_are_not_on_the_fileserver(configure):
     mailstack = configure()
     mailstack.__salt__["cp.list_master"] = lambda prefix="": []

@@ -9,6 +9,7 @@ functions conclude from what Postfix and msmtp report.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from salt.exceptions import CommandExecutionError
@@ -36,7 +37,7 @@ def test_status_shows_mode_postfix_the_queue_and_whether_the_next_hop_answers(op
     node.queue = [_queued("deferred", 600, REFUSED), _queued("deferred", 60, REFUSED), _queued("active", 5)]
     module = operator({"relay": {"relayhost": "127.0.0.1", "port": 2525, "tls": "none"}})
     # The module's time is the process's: patched for this test only (later tests compare real times).
-    monkeypatch.setattr(module.time, "time", lambda: 1_700_000_000)
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000)
 
     status = module.status()
 

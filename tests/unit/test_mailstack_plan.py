@@ -690,6 +690,13 @@ def test_plan_without_the_local_relay_only_removes_its_password_and_tables(confi
             "present": False,
             "tables": ["/etc/postfix/sasl_passwd.db", "/etc/postfix/sasl_passwd.lmdb"],
             "state_dir": "/var/lib/mailstack",
+            "needs": {
+                "package": False,
+                "postmap": False,
+                "daemon_reload": False,
+                "postfix_watches": False,
+                "timer_stopped": False,
+            },
         }
     }
 

@@ -490,8 +490,26 @@ def test_every_tunable_main_cf_parameter_is_known_to_postfix_3_7():
     shipped = (REPO / "mail/files/postfix-parameters.txt").read_text().split()
     settings = load_salt_module(REPO / "_utils/mailstack_settings.py", "settings_under_test")
 
+    plan = load_salt_module(REPO / "_utils/mailstack_plan.py", "plan_under_test")
+
     assert set(settings.POSTFIX_TUNABLE) <= set(shipped)
-    assert not set(settings.POSTFIX_TUNABLE) & set(settings.POSTFIX_MANAGED)
+    # The one parameter the formula writes that pillar may tune: its default, "all".
+    assert set(settings.POSTFIX_TUNABLE) & plan.managed_postfix_parameters() == {"inet_protocols"}
+
+
+def test_the_managed_main_cf_parameters_are_what_the_plan_writes(configure):
+    plan = load_salt_module(REPO / "_utils/mailstack_plan.py", "plan_under_test")
+    managed = plan.managed_postfix_parameters()
+    written = configure({"relay": relay(), "admin": "ops@example.org", "container": False}).plan()
+
+    assert set(written["files"]["main_cf"]) <= managed
+    assert {
+        "inet_interfaces",
+        "mynetworks",
+        "relayhost",
+        "smtp_sasl_password_maps",
+        "maillog_file",
+    } <= managed
 
 
 def test_empty_main_cf_does_not_run_postconf(configure):

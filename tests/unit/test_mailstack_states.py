@@ -1108,8 +1108,8 @@ def test_an_existing_group_is_taken_over_only_when_pillar_says_so(states, tmp_pa
     state_dir = str(tmp_path / "state")
     states.__salt__["group.members"] = lambda name, members: True
 
-    refused = states.owned_group("staff", [], state_dir=state_dir)
-    taken = states.owned_group("staff", [], state_dir=state_dir, take_over=True)
+    refused = states.owned_group("staff", state_dir, [])
+    taken = states.owned_group("staff", state_dir, [], take_over=True)
 
     assert refused["result"] is False and "not created by the mail formula" in refused["comment"]
     assert taken["result"] is True
@@ -1118,6 +1118,6 @@ def test_an_existing_group_is_taken_over_only_when_pillar_says_so(states, tmp_pa
 
 def test_a_group_someone_has_as_primary_group_is_not_filled(states, tmp_path):
     # Debian's user "mail" has the group "mail" as its primary group.
-    ret = states.owned_group("mail", ["www-data"], state_dir=str(tmp_path / "state"), take_over=True)
+    ret = states.owned_group("mail", str(tmp_path / "state"), ["www-data"], take_over=True)
 
     assert ret["result"] is False and "mail has group mail as primary group" in ret["comment"]

@@ -1,0 +1,198 @@
+"""The plan's fields the state files are generated from (``needs``,
+``timer_wanted``, ``sendmail_link_removed``) and the states
+``_utils/mailstack_states.py`` makes of them (``mailstack.mapdata``'s ``sls``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.mailstack_unit import mailu, relay
+
+NO_NEEDS = {
+    "package": False,
+    "postmap": False,
+    "daemon_reload": False,
+    "postfix_watches": False,
+    "timer_stopped": False,
+}
+
+
+@pytest.fixture
+def systemd(fake_root):
+    (fake_root / "run" / "systemd" / "system").mkdir(parents=True)
+
+
+def _states(mapdata):
+    return {state_id: state for state_id, state in mapdata["sls"].items() if state_id != "include"}
+
+
+def _args(state):
+    ((function, args),) = state.items()
+    return function, {name: value for arg in args for name, value in arg.items()}
+
+
+def test_the_password_map_needs_the_package_and_its_table_and_postfix_watches_every_file(configure):
+    smtp = configure({"relay": relay(), "container": False}).plan()["layout"]["smtp"]
+
+    assert smtp["sasl-passwd"]["needs"] == {
+        **NO_NEEDS,
+        "package": True,
+        "postmap": True,
+        "postfix_watches": True,
+    }
+    assert smtp["main-cf"]["needs"] == {**NO_NEEDS, "postfix_watches": True}
+
+
+def test_msmtps_configuration_needs_its_package(configure):
+    msmtp = configure({"mailu": mailu()}).plan()["layout"]["msmtp"]
+
+    assert msmtp["msmtprc"]["needs"] == {**NO_NEEDS, "package": True}
+    assert msmtp["aliases"]["needs"] == NO_NEEDS
+
+
+def test_unit_files_need_a_daemon_reload_and_the_alert_script_does_not(configure, systemd):
+    plan = configure({"alerts": {"units": ["cron.service"]}, "container": False}).plan()
+
+    alerts = plan["layout"]["alerts"]
+    assert alerts["script"]["needs"]["daemon_reload"] is False
+    assert alerts["unit"]["needs"]["daemon_reload"] is True
+    assert alerts["dropin-cron.service"]["needs"]["daemon_reload"] is True
+    assert plan["layout"]["health"]["timer"]["needs"] == {**NO_NEEDS, "daemon_reload": True}
+
+
+def test_the_timer_runs_where_systemd_does_and_an_installed_one_stops_when_turned_off(
+    configure, systemd, fake_root
+):
+    assert (
+        configure({"container": False, "health": {"enabled": True}}).plan()["health"]["timer_wanted"]
+        == "running"
+    )
+    assert configure({"container": False}).plan()["metrics"]["timer_wanted"] == ""
+
+    unit_dir = fake_root / "etc" / "systemd" / "system"
+    unit_dir.mkdir(parents=True)
+    (unit_dir / "mail-health.timer").touch()
+    plan = configure({"container": False, "health": {"enabled": False}}).plan()
+
+    assert plan["health"]["timer_wanted"] == "dead"
+    assert plan["layout"]["health"]["timer"]["needs"]["timer_stopped"] is True
+
+
+def test_no_timer_is_managed_without_systemd(configure):
+    plan = configure({"container": False}).plan()
+
+    assert (plan["health"]["timer_wanted"], plan["metrics"]["timer_wanted"]) == ("", "")
+
+
+def test_the_sendmail_link_is_removed_before_postfix_only_where_msmtp_has_no_mta_package(configure):
+    assert configure({"container": False}).plan()["sendmail_link_removed"] is None
+
+    plan = configure({"container": False}, os_family="RedHat", os="Fedora", osfinger="Fedora Linux-40").plan()
+
+    assert plan["sendmail_link_removed"] == plan["clean"]["msmtp"]["sendmail_link"]
+    assert plan["sendmail_link_removed"]["path"]
+
+
+def test_postfix_is_reloaded_when_a_file_or_the_password_table_changes(configure):
+    mapdata = configure({"relay": relay(), "container": False}).mapdata("mail.smtp.service")
+
+    function, args = _args(_states(mapdata)["mail-smtp-service-running"])
+    assert function == "mailstack.postfix_running"
+    assert "mail-smtp-config-sasl-passwd-table" in args["watch"]
+    assert "mail-smtp-config-main-cf" in args["watch"]
+
+
+def test_without_the_local_relay_postfix_is_stopped_and_removed(configure):
+    mailstack = configure({"mailu": mailu(), "container": False})
+
+    service = _states(mailstack.mapdata("mail.smtp.service"))
+    package = mailstack.mapdata("mail.smtp.package")
+
+    assert set(service) == {"mail-smtp-service-not-wanted", "mail-smtp-service-dead"}
+    assert package["sls"]["include"] == [".service"]
+    assert set(_states(package)) == {"mail-smtp-package-removed"}
+
+
+def test_the_password_map_is_postmapped_only_where_it_is_written(configure):
+    with_password = _states(configure({"relay": relay(), "container": False}).mapdata("mail.smtp.config"))
+    without = _states(configure({"container": False}).mapdata("mail.smtp.config"))
+
+    assert "mail-smtp-config-sasl-passwd-table" in with_password
+    assert _args(with_password["mail-smtp-config-sasl-passwd"])[1]["require"] == [
+        {"mailstack": "mail-smtp-package-installed"}
+    ]
+    assert "mail-smtp-config-sasl-passwd-table" not in without
+
+
+def test_every_state_file_is_blocked_by_the_error_alone(configure):
+    mailstack = configure({"mode": "nonsense"})
+
+    for sls in ("mail", "mail.smtp.config", "mail.health", "mail.clean", "mail.disabled"):
+        assert mailstack.mapdata(sls)["sls"] == {"include": ["mail.error"]}
+    assert mailstack.mapdata("mail.error")["sls"] == {}
+
+
+def test_a_disabled_formula_includes_the_notice_except_in_its_clean_states(configure):
+    mailstack = configure({"enabled": False})
+
+    assert mailstack.mapdata("mail.msmtp.config")["sls"] == {"include": ["mail.disabled"]}
+    notice = _args(mailstack.mapdata("mail.disabled")["sls"]["mail-disabled"])[1]["text"]
+    assert "mail:enabled is false" in notice
+    assert "mail-msmtp-clean-files-absent" in mailstack.mapdata("mail.msmtp.clean")["sls"]
+
+
+def test_every_state_passes_the_state_directory_it_uses(configure):
+    mailstack = configure({"relay": relay(), "container": False, "lookup": {"state_dir": "/var/lib/other"}})
+
+    for sls in ("mail", "mail.smtp.package", "mail.msmtp.config", "mail.msmtp.clean", "mail.smtp.clean"):
+        for state in _states(mailstack.mapdata(sls)).values():
+            function, args = _args(state)
+            if function.split(".")[1] in ("packages_installed", "owned_group", "formula_files_absent"):
+                assert args["state_dir"] == "/var/lib/other", (sls, function)
+
+
+@pytest.mark.parametrize("pillar", [{"relay": relay(), "container": False}, {"mailu": mailu()}])
+def test_mail_includes_its_leaves_so_that_applying_it_with_a_leaf_renders_each_state_once(configure, pillar):
+    init = configure(pillar).mapdata("mail")["sls"]
+
+    assert set(init["include"]) >= {".smtp.config", ".msmtp.config", ".alerts", ".health", ".metrics"}
+    assert set(init) == {"include", "mail-apply-started", "mail-apply-finished"}
+
+
+def test_the_templates_pillar_may_replace_are_the_plans_and_the_files_the_formula_ships(configure, fake_root):
+    from tests.support.loader import REPO, load_salt_module
+
+    templates = set(load_salt_module(REPO / "_utils/mailstack_plan.py", "plan_under_test").templates())
+    used = set()
+    for systemd in (False, True):
+        if systemd:
+            (fake_root / "run" / "systemd" / "system").mkdir(parents=True)
+        for pillar in (
+            {
+                "relay": relay(),
+                "container": False,
+                "alerts": {"units": ["cron.service"]},
+                "health": {"enabled": True},
+            },
+            {"mailu": mailu(), "metrics": {"enabled": True}},
+        ):
+            for files in configure(pillar).plan()["layout"].values():
+                used.update(
+                    file["template"] for file in files.values() if file["present"] and file["template"]
+                )
+    shipped = {path.name for path in (REPO / "mail" / "files").iterdir()} - {"postfix-parameters.txt"}
+
+    assert used == templates == shipped
+
+
+def test_every_template_writes_the_marker_the_ownership_checks_look_for():
+    from tests.support.loader import REPO, load_salt_module
+
+    plan = load_salt_module(REPO / "_utils/mailstack_plan.py", "plan_under_test")
+    owned = load_salt_module(REPO / "_utils/mailstack_owned.py", "owned_under_test")
+
+    assert owned.MARKER.decode() in plan.MARKER and plan.HEADER.startswith(plan.MARKER)
+    for template in plan.TEMPLATES:
+        head = (REPO / "mail" / "files" / template).read_text().splitlines()[:3]
+        assert any(line.startswith("{{ marker }}") for line in head), template
+        assert "Managed by Salt" not in "".join(head), template
