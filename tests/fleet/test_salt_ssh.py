@@ -88,7 +88,7 @@ def ssh_fleet(fleet_bridge, fleet_peers, test_ca):
         control.create()
         started = time.monotonic()
         booted = {}
-        for name, (base, address, user, sudo) in TARGETS.items():
+        for name, (base, address, _user, _sudo) in TARGETS.items():
             image = ssh_machines.image(base, log=lambda line: None)
             machine = machines.Machine(name, base, address, fleet_bridge, workdir)
             stack.callback(machine.destroy)
