@@ -31,3 +31,16 @@ mail-clean-own-directories-absent:
       - mailstack: mail-health-clean-files-absent
       - mailstack: mail-metrics-clean-files-absent
 {%- endif %}
+{%- if mapdata.ssh is defined %}
+
+{#- salt-ssh (_wrapper/mailstack.py): the plan was decided on the control host;
+    check it on the target first, and stop there unless it is the same. #}
+mail-ssh-plan-checked:
+  mailstack.ssh_plan_checked:
+    - digest: {{ mapdata.ssh.digest | json }}
+    - sls: {{ mapdata.ssh.sls | json }}
+    - tplroot: {{ mapdata.ssh.tplroot | json }}
+    - files: {{ mapdata.ssh.files | json }}
+    - order: 0
+    - failhard: true
+{%- endif %}

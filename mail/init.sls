@@ -31,3 +31,16 @@ mail-apply-finished:
     - name: {{ mapdata.mail.lookup.state_dir | json }}
     - order: last
 {%- endif %}
+{%- if mapdata.ssh is defined %}
+
+{#- salt-ssh (_wrapper/mailstack.py): the plan was decided on the control host;
+    check it on the target first, and stop there unless it is the same. #}
+mail-ssh-plan-checked:
+  mailstack.ssh_plan_checked:
+    - digest: {{ mapdata.ssh.digest | json }}
+    - sls: {{ mapdata.ssh.sls | json }}
+    - tplroot: {{ mapdata.ssh.tplroot | json }}
+    - files: {{ mapdata.ssh.files | json }}
+    - order: 0
+    - failhard: true
+{%- endif %}

@@ -17,6 +17,7 @@ import contextlib
 import json
 import pathlib
 import shutil
+import statistics
 import tempfile
 import time
 
@@ -26,12 +27,20 @@ from tests.fleet.conftest import (
     CA_PATH,
     HOST,
     MAILU_NAME,
+    MAILU_PASSWORD,
     PREFIX,
+    RELAY_PASSWORD,
     SMARTHOST_NAME,
+    assert_no_secret,
+    deliver_and_count,
+    mailu_direct_pillar,
+    message,
     record,
+    relay_pillar,
 )
 from tests.support import machines, ssh_machines
 
+RUNS = 5
 # name -> (base image, address, SSH user, through sudo)
 TARGETS = {
     "s1": ("bookworm", f"{PREFIX}.31", "root", False),
@@ -120,3 +129,109 @@ def ssh_fleet(fleet_bridge, fleet_peers, test_ca):
 def test_ping(ssh_fleet):
     run = ssh_fleet.ssh("*", "test.ping")
     assert run.data == {"s1": True, "s2": True}, run
+
+
+PILLARS = {
+    # root login: the local Postfix relay to the authenticated STARTTLS smarthost.
+    "s1": relay_pillar(),
+    # the pi user through sudo: Mailu direct on 465, msmtp is sendmail.
+    "s2": mailu_direct_pillar(senders=[]),
+}
+
+
+@pytest.fixture(scope="module")
+def applied(ssh_fleet):
+    ssh_fleet.control.set_pillar(PILLARS)
+    synced = ssh_fleet.control.run("salt-run", "saltutil.sync_all")
+    assert synced.returncode == 0, synced.stderr
+    run = ssh_fleet.ssh("*", "state.apply", "mail")
+    record("salt-ssh first state.apply mail, 2 targets", f"{run.seconds:.1f} s")
+    return run
+
+
+def test_apply_configures_both_modes_and_mail_arrives_once(ssh_fleet, applied, fleet_peers):
+    for target in TARGETS:
+        assert applied.failed(target) == {}, (target, applied)
+        assert "mail-ssh-plan-checked" in applied.states(target)
+    assert_no_secret(applied)
+    deliver_and_count(None, fleet_peers, ssh_fleet.targets["s1"], message("s1"), "smarthost")
+    deliver_and_count(None, fleet_peers, ssh_fleet.targets["s2"], message("s2"), "mailu_direct")
+
+
+def test_second_apply_changes_nothing_and_test_mode_predicts_nothing(ssh_fleet, applied):
+    again = ssh_fleet.ssh("*", "state.apply", "mail")
+    dry = ssh_fleet.ssh("*", "state.apply", "mail", "test=True")
+    for target in TARGETS:
+        assert again.failed(target) == {} and again.changed(target) == {}, (target, again)
+        predicted = {sid: s for sid, s in dry.states(target).items() if s["result"] is not True}
+        assert predicted == {}, (target, predicted)
+    assert_no_secret(again)
+
+
+def test_cost_of_an_idempotent_apply_against_one_test_nop(ssh_fleet, applied):
+    """Medians of alternating runs on s2 (sudo): apply mail (idempotent) and apply of one test.nop."""
+    mail, nop = [], []
+    for _ in range(RUNS):
+        mail.append(ssh_fleet.ssh("s2", "state.apply", "mail").seconds)
+        nop.append(ssh_fleet.ssh("s2", "state.apply", "ssh_nop").seconds)
+    ratio = statistics.median(mail) / statistics.median(nop)
+    record(
+        f"salt-ssh cost, s2 (sudo), medians of {RUNS} alternations",
+        f"idempotent apply mail {statistics.median(mail):.2f} s, one test.nop {statistics.median(nop):.2f} s,"
+        f" ratio {ratio:.2f}",
+    )
+    assert ratio <= 1.3 * 1.1, (mail, nop)
+
+
+def test_operator_functions_answer_over_salt_ssh(ssh_fleet, applied, fleet_peers):
+    plan = ssh_fleet.ssh("*", "mailstack.plan")
+    assert plan.ret("s1")["mode"] == "relay" and plan.ret("s2")["mode"] == "mailu", plan
+    assert_no_secret(plan)
+    status = ssh_fleet.ssh("s1", "mailstack.status")
+    assert isinstance(status.ret("s1"), dict), status
+    assert_no_secret(status)
+    sent = ssh_fleet.ssh("s2", "mailstack.send_test")
+    assert isinstance(sent.ret("s2"), dict), sent
+    mid = sent.ret("s2").get("message_id", "").strip("<>")
+    assert mid and fleet_peers.mailu_direct.mailbox.wait_for_ids([mid], timeout=60), sent
+    flushed = ssh_fleet.ssh("s1", "mailstack.flush")
+    assert flushed.returncode == 0, flushed
+
+
+def test_nothing_secret_is_left_in_salt_ssh_temporary_directories(ssh_fleet, applied):
+    for name, machine in ssh_fleet.targets.items():
+        found = machine.sh(
+            f"grep -rlF -e '{RELAY_PASSWORD}' -e '{MAILU_PASSWORD}' /var/tmp /tmp /root /home || true"
+        ).stdout.split()
+        assert found == [], (name, found)
+
+
+def test_invalid_pillar_stops_with_the_one_clear_state(ssh_fleet, applied):
+    ssh_fleet.control.set_pillar({**PILLARS, "s1": relay_pillar(timeout="soon")})
+    try:
+        run = ssh_fleet.ssh("s1", "state.apply", "mail")
+        assert set(run.states("s1")) == {"mail-error"}, run
+        assert "timeout" in run.failed("s1")["mail-error"], run
+    finally:
+        ssh_fleet.control.set_pillar(PILLARS)
+
+
+def test_a_file_in_the_way_is_caught_on_the_target_and_nothing_changes(ssh_fleet, applied):
+    machine = ssh_fleet.targets["s1"]
+    machine.write("/etc/postfix/recipient_canonical", "# not the formula's\n")
+    try:
+        run = ssh_fleet.ssh("s1", "state.apply", "mail")
+        assert set(run.states("s1")) == {"mail-ssh-plan-checked"}, run
+        assert "recipient_canonical" in run.failed("s1")["mail-ssh-plan-checked"], run
+    finally:
+        machine.run(["rm", "/etc/postfix/recipient_canonical"])
+        ssh_fleet.ssh("s1", "state.apply", "mail")
+
+
+def test_mail_clean_removes_what_the_formula_installed(ssh_fleet, applied):
+    run = ssh_fleet.ssh("*", "state.apply", "mail.clean")
+    for target, machine in ssh_fleet.targets.items():
+        assert run.failed(target) == {}, (target, run)
+        assert machine.run(["dpkg", "-s", "postfix"], check=False).returncode != 0
+        assert machine.run(["dpkg", "-s", "msmtp"], check=False).returncode != 0
+        assert not (machine.root / "etc/msmtprc").exists()

@@ -31,6 +31,8 @@ from tests.support import machines
 
 SALT_BIN = pathlib.Path(sys.executable).parent
 SSH_PACKAGES = ("openssh-server", "sudo")
+# One state that does nothing: the baseline of a salt-ssh state.apply.
+NOP_SLS = "ssh-nop:\n  test.nop: []\n"
 SSH_BUILD_SCRIPT = """\
 set -eu
 export DEBIAN_FRONTEND=noninteractive
@@ -106,13 +108,26 @@ class Control:
         self.file_root = file_root
         self.conf_dir = directory / "etc/salt"
         self.pillar_dir = directory / "srv/pillar"
+        self.states_dir = directory / "srv/salt"
         self.key = directory / "ssh/id_ed25519"
         self.known_hosts = directory / "ssh/known_hosts"
         self.roster: dict[str, dict] = {}
 
+    @property
+    def extmods(self) -> pathlib.Path:
+        return self.dir / "cache/extmods"
+
     def create(self) -> None:
-        for path in (self.conf_dir, self.pillar_dir, self.key.parent):
+        # cache/proc: salt-run writes its job there (a master daemon would create it).
+        for path in (
+            self.conf_dir,
+            self.pillar_dir,
+            self.states_dir,
+            self.key.parent,
+            self.dir / "cache/proc",
+        ):
             path.mkdir(parents=True, exist_ok=True)
+        (self.states_dir / "ssh_nop.sls").write_text(NOP_SLS)
         machines._run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "salt-ssh", "-f", str(self.key)])
         config = {
             "root_dir": str(self.dir),
@@ -121,10 +136,15 @@ class Control:
             "sock_dir": str(self.dir / "sock"),
             "log_file": str(self.dir / "log/master"),
             "ssh_log_file": str(self.dir / "log/ssh"),
-            "file_roots": {"base": [str(self.file_root)]},
+            "extension_modules": str(self.extmods),
+            "file_roots": {"base": [str(self.file_root), str(self.states_dir)]},
             "file_ignore_glob": ["*/__pycache__", "*.pyc"],
             "pillar_roots": {"base": [str(self.pillar_dir)]},
             "known_hosts_file": str(self.known_hosts),
+            # salt-ssh 3008 loads wrapper modules with the target's
+            # extension_modules: the control host's synced _wrapper is found
+            # through wrapper_dirs, which the target hands back in its opts.
+            "ssh_minion_opts": {"wrapper_dirs": [str(self.extmods / "wrapper")]},
         }
         (self.conf_dir / "master").write_text(salt.utils.yaml.safe_dump(config))
         saltfile = {
@@ -132,7 +152,8 @@ class Control:
                 "config_dir": str(self.conf_dir),
                 "ssh_priv": str(self.key),
                 "roster_file": str(self.dir / "roster"),
-            }
+            },
+            "salt-run": {"config_dir": str(self.conf_dir)},
         }
         (self.dir / "Saltfile").write_text(salt.utils.yaml.safe_dump(saltfile))
 
