@@ -32,6 +32,7 @@ wrote it.
           - file: mail-smtp-config-main-cf
 """
 
+import contextlib
 import json
 import os
 import stat
@@ -880,6 +881,7 @@ def ssh_plan_checked(name, digest, sls="mail", tplroot=None, files=None):
     from the file server (``salt://<tplroot>/parameters``), so that salt-ssh
     ships it with the states. Read-only: no changes, the same in test mode.
     """
+    _forget_shipped_pillar()
     data = __salt__["mailstack.mapdata"](sls, tplroot)
     if data["error"]:
         return _ret(name, False, data["error"])
@@ -894,3 +896,38 @@ def ssh_plan_checked(name, digest, sls="mail", tplroot=None, files=None):
             f" `mailstack.plan` here (digest {digest[:12]}, here {found[:12]})",
         )
     return _ret(name, True, "The control host's plan is this host's")
+
+
+# salt-ssh ships the states with the pillar (pillar.json, passwords too) in
+# <thin_dir>/salt_state.tgz and leaves it there after the run; state.pkg has
+# unpacked it before the first state runs.
+SSH_STATE_PACKAGE = "salt_state.tgz"
+
+
+def _forget_shipped_pillar():
+    """Under salt-ssh, remove the package salt-ssh left with the pillar in it."""
+    root_dir = __opts__.get("root_dir") or ""
+    if os.path.basename(root_dir.rstrip("/")) != "running_data":
+        return  # not salt-ssh's thin directory: a minion or salt-call
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(os.path.dirname(root_dir.rstrip("/")), SSH_STATE_PACKAGE))
+
+
+def ssh_call(name, function, kwargs=None):
+    """
+    Under salt-ssh, run the execution module's ``mailstack.<function>`` on the
+    target, where salt-ssh ships the pillar with the states
+    (``_wrapper/mailstack.py``'s ``status``, ``send_test``, ``flush``). The
+    return is in ``changes['ret']``; the result is false where the function
+    says it failed.
+    """
+    _forget_shipped_pillar()
+    if function not in ("status", "send_test", "flush"):
+        return _ret(name, False, f"mailstack.{function} is not run through mailstack.ssh_call")
+    __context__.pop("retcode", None)
+    try:
+        returned = __salt__[f"mailstack.{function}"](**(kwargs or {}))
+    except Exception as exc:  # pylint: disable=broad-except
+        return _ret(name, False, str(exc))
+    ok = not __context__.get("retcode")
+    return _ret(name, ok, f"mailstack.{function} ran on the target", {"ret": returned})

@@ -44,8 +44,8 @@ def materialize(facts, root):
     for path, content in facts.get("files", {}).items():
         target = os.path.join(root, path.lstrip("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        if content is None:  # there, and not a regular file
-            os.makedirs(target, exist_ok=True)
+        if content is None:  # there, and not a regular file: a link stands for it
+            os.symlink("/nonexistent", target)
             continue
         with open(target, "w", encoding="utf-8") as handle:
             handle.write(content)

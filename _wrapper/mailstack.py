@@ -18,8 +18,8 @@ group membership, a corrupt record) is checked on the target by the state
 ships, and stops the apply unless it is the control host's.
 
 ``status``, ``send_test`` and ``flush`` need the pillar on the target: they
-run there through ``state.single module.run``, which ships it (one SSH call
-each, as any salt-ssh command).
+run there through ``state.single mailstack.ssh_call``, which ships it (the one
+SSH call of a salt-ssh command, after ``test.opts_pkg``).
 """
 
 import copy
@@ -234,27 +234,24 @@ def plan(include_secrets=False, tplroot=None):
 
 
 def _on_target(function, tplroot="mail", **kwargs):
-    """``function`` of the module, run on the target with the pillar (``state.single module.run``)."""
+    """``function`` of the module, run on the target with the pillar (``state.single mailstack.ssh_call``)."""
     unsupported = _unsupported_salt()
     if unsupported:
         raise CommandExecutionError(unsupported)
     name = f"mailstack.{function}"
     refs = ",".join(f"salt://{tplroot}/{ref}" for ref in FILE_REFS)
     ret = __salt__["state.single"](
-        "module.run", name=name, **{name: [{k: v} for k, v in kwargs.items()]}, extra_filerefs=refs
+        "mailstack.ssh_call", name=name, function=function, kwargs=kwargs, extra_filerefs=refs
     )
     states = ret.get("local", ret) if isinstance(ret, dict) else ret
-    if not isinstance(states, dict) or not states:
-        raise CommandExecutionError(f"{name} on the target returned {ret!r}")
-    (state,) = states.values() if len(states) == 1 else (None,)
+    state = next(iter(states.values()), None) if isinstance(states, dict) and len(states) == 1 else None
     if not isinstance(state, dict):
         raise CommandExecutionError(f"{name} on the target returned {ret!r}")
-    returned = state.get("changes", {}).get("ret")
-    if state.get("result") is False and returned is None:
+    if "ret" not in state.get("changes", {}):
         raise CommandExecutionError(state.get("comment") or f"{name} failed on the target")
     if state.get("result") is False:
         __context__["retcode"] = 1
-    return returned
+    return state["changes"]["ret"]
 
 
 def status(check_next_hop=True):
