@@ -20,11 +20,13 @@ Passwords are only returned with ``include_secrets=True`` (``settings`` and
 masks them.
 """
 
+import contextlib
 import copy
 import email.message
 import email.policy
 import email.utils
 import glob
+import json
 import os
 import re
 import socket
@@ -1013,3 +1015,35 @@ def flush(wait=5):
         time.sleep(FOLLOW_INTERVAL)
         after = _queue_summary()
     return {"before": before, "after": after}
+
+
+# ---------------------------------------------------------------- salt-ssh ---
+
+# salt-ssh ships a state run's pillar (passwords too) in
+# <thin_dir>/salt_state.tgz and leaves it there; state.pkg has unpacked it.
+SSH_STATE_PACKAGE = "salt_state.tgz"
+SSH_CALLS = ("status", "send_test", "flush")
+
+
+def ssh_call(function, kwargs=None):
+    """
+    Under salt-ssh (``_wrapper/mailstack.py`` runs it through ``state.single
+    module.run``, which ships the pillar): run ``mailstack.<function>`` here
+    (``status``, ``send_test`` or ``flush``) and remove the package with the
+    pillar that salt-ssh leaves behind. Returns JSON: ``{"ret": ..., "failed": ...}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh pi mailstack.status
+    """
+    if function not in SSH_CALLS:
+        raise CommandExecutionError(f"mailstack.ssh_call runs {', '.join(SSH_CALLS)}, not {function!r}")
+    root_dir = (__opts__.get("root_dir") or "").rstrip("/")
+    if os.path.basename(root_dir) == "running_data":  # salt-ssh's thin directory
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(os.path.dirname(root_dir), SSH_STATE_PACKAGE))
+    __context__.pop("retcode", None)
+    returned = globals()[function](**(kwargs or {}))
+    return json.dumps({"ret": returned, "failed": bool(__context__.get("retcode"))}, default=str)

@@ -911,23 +911,3 @@ def _forget_shipped_pillar():
         return  # not salt-ssh's thin directory: a minion or salt-call
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(os.path.dirname(root_dir.rstrip("/")), SSH_STATE_PACKAGE))
-
-
-def ssh_call(name, function, kwargs=None):
-    """
-    Under salt-ssh, run the execution module's ``mailstack.<function>`` on the
-    target, where salt-ssh ships the pillar with the states
-    (``_wrapper/mailstack.py``'s ``status``, ``send_test``, ``flush``). The
-    return is in ``changes['ret']``; the result is false where the function
-    says it failed.
-    """
-    _forget_shipped_pillar()
-    if function not in ("status", "send_test", "flush"):
-        return _ret(name, False, f"mailstack.{function} is not run through mailstack.ssh_call")
-    __context__.pop("retcode", None)
-    try:
-        returned = __salt__[f"mailstack.{function}"](**(kwargs or {}))
-    except Exception as exc:  # pylint: disable=broad-except
-        return _ret(name, False, str(exc))
-    ok = not __context__.get("retcode")
-    return _ret(name, ok, f"mailstack.{function} ran on the target", {"ret": returned})

@@ -18,12 +18,13 @@ group membership, a corrupt record) is checked on the target by the state
 ships, and stops the apply unless it is the control host's.
 
 ``status``, ``send_test`` and ``flush`` need the pillar on the target: they
-run there through ``state.single mailstack.ssh_call``, which ships it (the one
+run there through ``state.single module.run`` of ``mailstack.ssh_call``, which ships it (the one
 SSH call of a salt-ssh command, after ``test.opts_pkg``).
 """
 
 import copy
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -234,24 +235,30 @@ def plan(include_secrets=False, tplroot=None):
 
 
 def _on_target(function, tplroot="mail", **kwargs):
-    """``function`` of the module, run on the target with the pillar (``state.single mailstack.ssh_call``)."""
+    """``function`` of the module, run on the target with the pillar
+    (``state.single module.run`` of ``mailstack.ssh_call``)."""
     unsupported = _unsupported_salt()
     if unsupported:
         raise CommandExecutionError(unsupported)
-    name = f"mailstack.{function}"
     refs = ",".join(f"salt://{tplroot}/{ref}" for ref in FILE_REFS)
+    call = "mailstack.ssh_call"
     ret = __salt__["state.single"](
-        "mailstack.ssh_call", name=name, function=function, kwargs=kwargs, extra_filerefs=refs
+        "module.run", name=call, function=function, kwargs=kwargs, extra_filerefs=refs
     )
-    states = ret.get("local", ret) if isinstance(ret, dict) else ret
+    states = ret
+    for key in ("local", "return"):  # salt-ssh's envelope of the state run
+        if isinstance(states, dict) and isinstance(states.get(key), dict):
+            states = states[key]
     state = next(iter(states.values()), None) if isinstance(states, dict) and len(states) == 1 else None
     if not isinstance(state, dict):
-        raise CommandExecutionError(f"{name} on the target returned {ret!r}")
-    if "ret" not in state.get("changes", {}):
-        raise CommandExecutionError(state.get("comment") or f"{name} failed on the target")
-    if state.get("result") is False:
+        raise CommandExecutionError(f"mailstack.{function} on the target returned {ret!r}")
+    answer = state.get("changes", {}).get("ret")
+    if not isinstance(answer, str):
+        raise CommandExecutionError(state.get("comment") or f"mailstack.{function} failed on the target")
+    answer = json.loads(answer)
+    if answer["failed"]:
         __context__["retcode"] = 1
-    return state["changes"]["ret"]
+    return answer["ret"]
 
 
 def status(check_next_hop=True):

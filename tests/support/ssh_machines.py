@@ -19,6 +19,7 @@ import hashlib
 import inspect
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,26 @@ def _build(base: str, root: pathlib.Path) -> None:
 
 # ------------------------------------------------------------ control ---
 
+RECIPE = machines.REPO_ROOT / "docs/salt-ssh.md"
+RECIPE_DIR = "/srv/pis"
+_BLOCK_RE = re.compile(r"^```(\S+)[ ]?(\S*)\n(.*?)^```\n", re.M | re.S)
+
+
+def recipe(path: pathlib.Path = RECIPE) -> tuple[dict[str, str], list[str]]:
+    """The recipe's files (``{path: content}``: each yaml block titled with its
+    path) and the command lines of its "Apply" section, as printed."""
+    text = path.read_text()
+    files = {title: body for lang, title, body in _BLOCK_RE.findall(text) if lang == "yaml" and title}
+    apply = text.split("\n## Apply\n", 1)[1].split("\n## ", 1)[0]
+    commands = [
+        line
+        for lang, _, body in _BLOCK_RE.findall(apply)
+        if lang == "sh"
+        for line in body.splitlines()
+        if line
+    ]
+    return files, commands
+
 
 class Control:
     """The control host's salt-ssh set-up in one directory (``salt-ssh`` run from it)."""
@@ -107,66 +128,62 @@ class Control:
         self.dir = directory
         self.file_root = file_root
         self.conf_dir = directory / "etc/salt"
-        self.pillar_dir = directory / "srv/pillar"
-        self.states_dir = directory / "srv/salt"
+        self.pillar_dir = directory / "pillar"
+        self.states_dir = directory / "test-states"
         self.key = directory / "ssh/id_ed25519"
         self.known_hosts = directory / "ssh/known_hosts"
-        self.roster: dict[str, dict] = {}
+        self.commands: list[str] = []
 
     @property
     def extmods(self) -> pathlib.Path:
         return self.dir / "cache/extmods"
 
-    def create(self) -> None:
-        # cache/proc: salt-run writes its job there (a master daemon would create it).
-        for path in (
-            self.conf_dir,
-            self.pillar_dir,
-            self.states_dir,
-            self.key.parent,
-            self.dir / "cache/proc",
-        ):
+    def create(self, addresses: dict[str, str]) -> None:
+        """The recipe's files, its paths under this directory, the roster's
+        addresses ``addresses`` ({recipe's: machine's}); then what only the
+        test adds: its known_hosts file and a file root with one test.nop."""
+        for path in (self.states_dir, self.key.parent):
             path.mkdir(parents=True, exist_ok=True)
+        files, self.commands = recipe()
+        for path, content in files.items():
+            for old, new in addresses.items():
+                content = content.replace(old, new)
+            target = pathlib.Path(self.localize(path))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(self.localize(content))
+        config = salt.utils.yaml.safe_load((self.conf_dir / "master").read_text())
+        config["known_hosts_file"] = str(self.known_hosts)
+        config["file_roots"]["base"].append(str(self.states_dir))
+        (self.conf_dir / "master").write_text(salt.utils.yaml.safe_dump(config))
         (self.states_dir / "ssh_nop.sls").write_text(NOP_SLS)
         machines._run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "salt-ssh", "-f", str(self.key)])
-        config = {
-            "root_dir": str(self.dir),
-            "cachedir": str(self.dir / "cache"),
-            "pki_dir": str(self.dir / "pki"),
-            "sock_dir": str(self.dir / "sock"),
-            "log_file": str(self.dir / "log/master"),
-            "ssh_log_file": str(self.dir / "log/ssh"),
-            "extension_modules": str(self.extmods),
-            "file_roots": {"base": [str(self.file_root), str(self.states_dir)]},
-            "file_ignore_glob": ["*/__pycache__", "*.pyc"],
-            "pillar_roots": {"base": [str(self.pillar_dir)]},
-            "known_hosts_file": str(self.known_hosts),
-            # salt-ssh 3008 loads wrapper modules with the target's
-            # extension_modules: the control host's synced _wrapper is found
-            # through wrapper_dirs, which the target hands back in its opts.
-            "ssh_minion_opts": {"wrapper_dirs": [str(self.extmods / "wrapper")]},
-        }
-        (self.conf_dir / "master").write_text(salt.utils.yaml.safe_dump(config))
-        saltfile = {
-            "salt-ssh": {
-                "config_dir": str(self.conf_dir),
-                "ssh_priv": str(self.key),
-                "roster_file": str(self.dir / "roster"),
-            },
-            "salt-run": {"config_dir": str(self.conf_dir)},
-        }
-        (self.dir / "Saltfile").write_text(salt.utils.yaml.safe_dump(saltfile))
+
+    def localize(self, text: str) -> str:
+        """The recipe's paths here: the formula is this checkout, Salt this virtualenv's."""
+        text = text.replace(f"{RECIPE_DIR}/formulas/mail", str(self.file_root))
+        text = text.replace(f"{RECIPE_DIR}/venv/bin/", f"{SALT_BIN}/")
+        return text.replace(RECIPE_DIR, str(self.dir))
+
+    def run_recipe(self, timeout: float = 900) -> list[tuple[str, subprocess.CompletedProcess]]:
+        """Each command line of the recipe's "Apply" section, in order, in a shell here."""
+        done = []
+        for line in self.commands:
+            result = subprocess.run(
+                ["/bin/sh", "-c", self.localize(line)],
+                cwd=self.dir,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            done.append((line, result))
+            if result.returncode != 0:
+                break
+        return done
 
     @property
     def public_key(self) -> str:
         return self.key.with_suffix(".pub").read_text()
-
-    def add(self, name: str, host: str, user: str = "root", sudo: bool = False) -> None:
-        entry = {"host": host, "user": user, "priv": str(self.key)}
-        if sudo:
-            entry["sudo"] = True
-        self.roster[name] = entry
-        (self.dir / "roster").write_text(salt.utils.yaml.safe_dump(self.roster))
 
     def trust(self, machine) -> None:
         """The machine's host keys into the control's known_hosts (as ``ssh`` would ask)."""
@@ -175,11 +192,12 @@ class Control:
         with open(self.known_hosts, "a", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
 
-    def set_pillar(self, pillars: dict[str, dict]) -> None:
-        top = {"base": {name: [f"node_{name}"] for name in pillars}}
-        (self.pillar_dir / "top.sls").write_text(salt.utils.yaml.safe_dump(top))
-        for name, mail in pillars.items():
-            (self.pillar_dir / f"node_{name}.sls").write_text(salt.utils.yaml.safe_dump({"mail": mail}))
+    def pillar(self, name: str) -> dict:
+        return salt.utils.yaml.safe_load((self.pillar_dir / f"mail_{name}.sls").read_text())["mail"]
+
+    def set_pillar(self, name: str, mail: dict) -> None:
+        """The recipe's per-target pillar file (``mail_<name>.sls``, in its top file)."""
+        (self.pillar_dir / f"mail_{name}.sls").write_text(salt.utils.yaml.safe_dump({"mail": mail}))
 
     def run(self, program: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """``program`` (salt-ssh, salt-run) from this virtualenv, in the control directory (its Saltfile)."""
