@@ -50,6 +50,13 @@ FS_ROOT = "/"
 # checking mail:postfix:main_cf where Postfix is not installed yet.
 POSTFIX_KNOWN_PARAMETERS = "files/postfix-parameters.txt"
 
+# Where the module runs without the formula's _utils: Salt 3006's salt-ssh
+# ships none (3007 and newer do), or a minion that has not synced them.
+MISSING_UTILS = (
+    "The mail formula's _utils are not loaded here. Over salt-ssh: Salt 3006's salt-ssh does not ship"
+    " _utils to the target (3007 and newer do, with the formula's _wrapper): use Salt 3007 or newer on"
+    " the control host. On a minion: run `saltutil.sync_all`, then apply mail again."
+)
 _CONTAINER_CGROUP_RE = re.compile(r"docker|kubepods|containerd|libpod|podman|lxc|machine\.slice/.*nspawn")
 _CONTAINER_VIRTUAL = ("container", "docker", "lxc", "podman", "systemd-nspawn", "kubernetes", "openvzve")
 
@@ -633,6 +640,13 @@ def mapdata(sls="mail", tplroot=None):
         salt '*' mailstack.mapdata mail.smtp.config
     """
     tplroot = tplroot or _formula_dir()
+    if "mailstack_settings.merge" not in __utils__:
+        return {
+            "error": MISSING_UTILS,
+            "blocked": f"{tplroot}.error",
+            "mail": {},
+            "plan": {"mode": "invalid"},
+        }
     cleaning = sls.rsplit(".", 1)[-1] == "clean"
     error = validation_error(writes=not cleaning, tplroot=tplroot)
     if error:
