@@ -891,9 +891,10 @@ def ssh_plan_checked(name, digest, sls="mail", tplroot=None, files=None):
             name,
             False,
             "The plan salt-ssh decided on the control host (from the mailstack_host grain) is not the"
-            " one this host decides: nothing was changed. Run `salt-run saltutil.sync_all` on the control"
-            f" host and apply again; if it persists, compare `salt-ssh <target> mailstack.plan` with"
-            f" `mailstack.plan` here (digest {digest[:12]}, here {found[:12]})",
+            " one this host decides: nothing was changed. salt-ssh caches grains for 5 minutes unless"
+            " the master config sets `ssh_minion_opts: {grains_cache: false}` (docs/salt-ssh.md); with"
+            " that, run `salt-run saltutil.sync_all` on the control host and apply again"
+            f" (digest {digest[:12]}, here {found[:12]})",
         )
     return _ret(name, True, "The control host's plan is this host's")
 

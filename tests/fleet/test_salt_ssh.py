@@ -138,9 +138,16 @@ def applied(ssh_fleet):
     return done
 
 
+def not_succeeded(highstate_text):
+    """The state blocks of salt-ssh's text output whose result is not True, with the summaries."""
+    blocks = re.split(r"\n(?=-{10}\n)", highstate_text)
+    picked = [b for b in blocks if re.search(r"Result: (False|None)", b) or "Summary" in b]
+    return "\n".join(picked)[-6000:]
+
+
 def test_the_recipe_runs_word_for_word_and_applies_both_targets(applied):
     for line, result in applied:
-        assert result.returncode == 0, (line, result.stdout[-3000:], result.stderr[-3000:])
+        assert result.returncode == 0, (line, not_succeeded(result.stdout), result.stderr[-2000:])
         assert RELAY_PASSWORD not in result.stdout + result.stderr
         assert MAILU_PASSWORD not in result.stdout + result.stderr
         if "state.apply mail" in line:
