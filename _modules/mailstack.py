@@ -51,6 +51,14 @@ FS_ROOT = "/"
 # checking mail:postfix:main_cf where Postfix is not installed yet.
 POSTFIX_KNOWN_PARAMETERS = "files/postfix-parameters.txt"
 
+# Where the module runs without the formula's _utils: Salt 3006's salt-ssh
+# ships none (3007 and newer do), or a minion that has not synced them.
+MISSING_UTILS = (
+    "The mail formula's _utils are not loaded here. Over salt-ssh: Salt 3006's salt-ssh does not ship"
+    " _utils to the target (3007 and newer do, with the formula's _wrapper): use Salt 3007 or newer on"
+    " the control host. On a minion: run `saltutil.sync_all`, then apply mail again."
+)
+
 
 def __virtual__():
     return __virtualname__
@@ -450,6 +458,15 @@ def mapdata(sls="mail", tplroot=None):
         salt '*' mailstack.mapdata mail.smtp.config
     """
     tplroot = tplroot or _formula_dir()
+    if "mailstack_states.sls" not in __utils__:
+        blocked = f"{tplroot}.error"
+        return {
+            "error": MISSING_UTILS,
+            "blocked": blocked,
+            "mail": {},
+            "plan": {"mode": "invalid"},
+            "sls": {"include": [blocked]},
+        }
     try:
         _use_formula_dir(tplroot)
         conf = _settings()
@@ -597,3 +614,29 @@ def flush(wait=5):
     if not _plan(include_secrets=False).get("postfix") or not __salt__["cmd.which"]("postqueue"):
         raise CommandExecutionError("flush: this node has no Postfix queue (msmtp sends directly)")
     return __utils__["mailstack_operator.flush"](_node(), wait)
+
+
+# ---------------------------------------------------------------- salt-ssh ---
+
+SSH_CALLS = ("status", "send_test", "flush")
+
+
+def ssh_call(function, kwargs=None):
+    """
+    Under salt-ssh (``_wrapper/mailstack.py`` runs it through ``state.single
+    module.run``, which ships the pillar): run ``mailstack.<function>`` here
+    (``status``, ``send_test`` or ``flush``) and remove the package with the
+    pillar that salt-ssh leaves behind. Returns JSON: ``{"ret": ..., "failed": ...}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh pi mailstack.status
+    """
+    if function not in SSH_CALLS:
+        raise CommandExecutionError(f"mailstack.ssh_call runs {', '.join(SSH_CALLS)}, not {function!r}")
+    __utils__["mailstack_ssh.forget_shipped_pillar"](__opts__)
+    __context__.pop("retcode", None)
+    returned = globals()[function](**(kwargs or {}))
+    return json.dumps({"ret": returned, "failed": bool(__context__.get("retcode"))}, default=str)

@@ -867,3 +867,32 @@ def apply_finished(name):
     if not __opts__["test"]:
         __utils__["mailstack_system.mark_apply_finished"](name)
     return _ret(name, True, "apply finished")
+
+
+def ssh_plan_checked(name, digest, sls="mail", tplroot=None, files=None):
+    """
+    Under salt-ssh, the first state of ``mail`` and ``mail.clean`` (``failhard``):
+    decide ``mailstack.mapdata`` here on the target, with the pillar salt-ssh
+    shipped, and stop the apply unless it is the one the control host rendered
+    the states from (``digest``, by ``_wrapper/mailstack.py``). It also makes
+    what the control host cannot see count: a file in the way that is not the
+    formula's, a group, a corrupt record. ``files`` names what the module reads
+    from the file server (``salt://<tplroot>/parameters``), so that salt-ssh
+    ships it with the states. Read-only: no changes, the same in test mode.
+    """
+    __utils__["mailstack_ssh.forget_shipped_pillar"](__opts__)
+    data = __salt__["mailstack.mapdata"](sls, tplroot)
+    if data["error"]:
+        return _ret(name, False, data["error"])
+    found = __utils__["mailstack_ssh.digest"](data)
+    if found != digest:
+        return _ret(
+            name,
+            False,
+            "The plan salt-ssh decided on the control host (from the mailstack_host grain) is not the"
+            " one this host decides: nothing was changed. salt-ssh caches grains for 5 minutes unless"
+            " the master config sets `ssh_minion_opts: {grains_cache: false}` (docs/salt-ssh.md); with"
+            " that, run `salt-run saltutil.sync_all` on the control host and apply again"
+            f" (digest {digest[:12]}, here {found[:12]})",
+        )
+    return _ret(name, True, "The control host's plan is this host's")
