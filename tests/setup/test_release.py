@@ -35,7 +35,8 @@ DOCS = [
     "testing",
     "performance",
 ]
-# Linked before it exists: written by the change that adds salt-ssh support.
+
+
 def _formula():
     return yaml.safe_load((REPO / "FORMULA").read_text())
 
