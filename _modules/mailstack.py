@@ -12,6 +12,7 @@ precedence: ``parameters/defaults.yaml`` in the formula's directory
 validation), ``mailstack_facts`` (the host facts, gathered in one call, and
 ``mapdata`` as one pure function of settings and facts), ``mailstack_plan``
 (the plan: every file, package, unit and clean-up, built once per run),
+``mailstack_content`` (the content of the files the plan writes),
 ``mailstack_states`` (the state files' states, from the plan),
 ``mailstack_owned`` (what the formula owns, and what it refuses to take
 over), ``mailstack_operator`` (``status``, ``send_test``, ``flush``),
@@ -164,8 +165,9 @@ def _fqdn():
     return __grains__.get("fqdn") or __grains__.get("host") or socket.getfqdn()
 
 
-def _refuse_overlong_msmtp_lines(conf):
-    overlong = __utils__["mailstack_plan.overlong_msmtp_line"](conf)
+def _refuse_overlong_msmtp_lines(settings):
+    upstreams = __utils__["mailstack_plan.upstreams"](settings)
+    overlong = __utils__["mailstack_content.overlong_msmtp_line"](settings, upstreams)
     if overlong:
         key, length, limit = overlong
         raise CommandExecutionError(
@@ -179,15 +181,17 @@ def _validated(raw):
     # Called back from inside mailstack_settings.validate, where __utils__ would
     # resolve in the utils loader: the signals are read before.
     signals = _container_signals()
-    conf = __utils__["mailstack_settings.validate"](
+    utils = _resolved(__utils__)
+    settings = utils["mailstack_settings.validate"](
         raw,
         _postfix_known_parameters,
         lambda forced: forced if isinstance(forced, bool) else bool(signals),
-        __utils__["mailstack_plan.managed_postfix_parameters"](),
-        __utils__["mailstack_plan.templates"](),
+        utils["mailstack_content.managed_postfix_parameters"](),
+        utils["mailstack_content.templates"](),
+        utils["mailstack_plan.postfix_upstreams"],
     )
-    _refuse_overlong_msmtp_lines(conf)
-    return __utils__["mailstack_settings.with_derived_defaults"](conf, _fqdn())
+    _refuse_overlong_msmtp_lines(settings)
+    return utils["mailstack_settings.with_derived_defaults"](settings, _fqdn())
 
 
 def _settings():
@@ -207,8 +211,8 @@ def _host_path(path):
     return os.path.join(FS_ROOT, path.lstrip("/"))
 
 
-def _state_dir(conf):
-    return _host_path(conf["lookup"]["state_dir"])
+def _state_dir(settings):
+    return _host_path(settings["lookup"]["state_dir"])
 
 
 def settings(include_secrets=False, tplroot=None):
@@ -256,10 +260,10 @@ def validation_error(writes=True, tplroot=None):
     """
     try:
         _use_formula_dir(tplroot)
-        conf = _settings()
+        settings = _settings()
     except CommandExecutionError as exc:
         return str(exc)
-    facts = _facts(conf, MASK)
+    facts = _facts(settings, MASK)
     if facts["record_problem"]:
         return __utils__["mailstack_facts.record_error"](facts["record_problem"])
     return facts["ownership_error"] if writes else ""
@@ -343,19 +347,19 @@ class _FormulaUtils:
     def __getitem__(self, name):
         return self.built_once if name == "mailstack_plan.build" else self.utils[name]
 
-    def built_once(self, settings, decided, container, facts):
+    def built_once(self, utils, settings, decided, container, facts):
         key = _inputs_key(settings, decided, container, facts)
         plans = self.cache["plans"]
         if key not in plans:
             while len(plans) >= PLANS_KEPT:
                 plans.pop(next(iter(plans)))
-            plans[key] = self.utils["mailstack_plan.build"](settings, decided, container, facts)
+            plans[key] = self.utils["mailstack_plan.build"](utils, settings, decided, container, facts)
             self.cache["builds"] += 1
             log.debug("mailstack: built the plan (%d in this run)", self.cache["builds"])
         return plans[key]
 
 
-def _facts(conf, mask, check_ownership=True):
+def _facts(settings, mask, check_ownership=True):
     """The host facts (``mailstack_facts.gather``). What is in the way of the
     formula (``ownership_error``) is checked once per run and pillar, where
     ``check_ownership`` asks for it (only what may change the host does)."""
@@ -364,7 +368,7 @@ def _facts(conf, mask, check_ownership=True):
         _FormulaUtils(),
         _resolved(__salt__),
         _resolved(__grains__),
-        conf,
+        settings,
         FS_ROOT,
         _formula_dir(),
         mask,
@@ -378,9 +382,9 @@ def _facts(conf, mask, check_ownership=True):
 
 
 def _plan(include_secrets):
-    conf = _settings()
-    facts = _facts(conf, None if include_secrets else MASK, check_ownership=False)
-    return __utils__["mailstack_facts.plan"](_FormulaUtils(), conf, facts)
+    settings = _settings()
+    facts = _facts(settings, None if include_secrets else MASK, check_ownership=False)
+    return __utils__["mailstack_facts.plan"](_FormulaUtils(), settings, facts)
 
 
 def alert_dropins():
@@ -469,18 +473,11 @@ def mapdata(sls="mail", tplroot=None):
         }
     try:
         _use_formula_dir(tplroot)
-        conf = _settings()
+        settings = _settings()
     except CommandExecutionError as exc:
-        blocked = f"{tplroot}.error"
-        return {
-            "error": str(exc),
-            "blocked": blocked,
-            "mail": {},
-            "plan": {"mode": "invalid"},
-            "sls": __utils__["mailstack_states.sls"](sls, tplroot, {}, {}, blocked),
-        }
-    facts = _facts(conf, MASK)
-    return __utils__["mailstack_facts.mapdata"](_FormulaUtils(), conf, facts, sls, tplroot, MASK)
+        return __utils__["mailstack_facts.refused"](_resolved(__utils__), str(exc), sls, tplroot)
+    facts = _facts(settings, MASK)
+    return __utils__["mailstack_facts.mapdata"](_FormulaUtils(), settings, facts, sls, tplroot, MASK)
 
 
 # ----------------------------------------------------------------- probe ---
@@ -515,9 +512,9 @@ def probe():
     """
     if "mailstack.probe" in __context__:
         return __context__["mailstack.probe"]
-    current = _plan(include_secrets=False)
-    target = current.get("postfix_upstream") if current.get("postfix") else current.get("msmtp")
-    if current["mode"] == "disabled" or target is None:
+    plan = _plan(include_secrets=False)
+    target = None if plan["mode"] == "disabled" else __utils__["mailstack_plan.next_hop"](plan)
+    if target is None:
         result = {"reachable": None, "target": None, "comment": "nothing to probe"}
     else:
         where = f"{target['host']}:{target['port']}"
@@ -561,11 +558,11 @@ def status(check_next_hop=True):
         salt '*' mailstack.status
         salt-call mailstack.status --out=yaml
     """
-    current = _plan(include_secrets=False)
-    if current["mode"] == "disabled":
-        return {"mode": "disabled", "comment": current["mode_reason"]}
+    plan = _plan(include_secrets=False)
+    if plan["mode"] == "disabled":
+        return {"mode": "disabled", "comment": plan["mode_reason"]}
     hop = probe() if check_next_hop else {"target": None, "reachable": None, "comment": "not checked"}
-    return __utils__["mailstack_operator.status"](_node(), _settings(), current, hop)
+    return __utils__["mailstack_operator.status"](_node(), _settings(), plan, hop)
 
 
 def send_test(to=None, wait=30):
@@ -591,10 +588,10 @@ def send_test(to=None, wait=30):
         salt '*' mailstack.send_test
         salt-call mailstack.send_test to=ops@example.org wait=60
     """
-    current = _plan(include_secrets=False)
-    if current["mode"] == "disabled":
+    plan = _plan(include_secrets=False)
+    if plan["mode"] == "disabled":
         raise CommandExecutionError("send_test: mail is disabled on this node (mail:enabled is false)")
-    result = __utils__["mailstack_operator.send_test"](_node(), _settings(), current, _fqdn(), to, wait)
+    result = __utils__["mailstack_operator.send_test"](_node(), _settings(), plan, _fqdn(), to, wait)
     if result["result"] != "delivered":
         __context__["retcode"] = 1
     return result

@@ -11,7 +11,8 @@ are (the minion, or the master under salt-ssh) once the facts are there.
 
 Salt's utils have no ``__utils__`` of their own: both take ``utils``, the
 mapping of the formula's utils (``__utils__`` of the caller), to reach
-``mailstack_plan``, ``mailstack_owned``, ``mailstack_states``.
+``mailstack_plan`` (which reaches ``mailstack_content`` through it),
+``mailstack_owned``, ``mailstack_states``.
 """
 
 import glob
@@ -161,7 +162,7 @@ def plan(utils, settings, facts):
             "clean": utils["mailstack_plan.cleanup"](settings, facts),
         }
     container = decide_container(settings, facts["container_signals"])
-    return utils["mailstack_plan.build"](settings, decided, container, facts)
+    return utils["mailstack_plan.build"](utils, settings, decided, container, facts)
 
 
 def record_error(record_problem):
@@ -186,23 +187,27 @@ def mapdata(utils, settings, facts, sls="mail", tplroot="mail", mask="********")
     cleaning = sls.rsplit(".", 1)[-1] == "clean"
     error = record_error(facts["record_problem"]) if facts["record_problem"] else ""
     error = error or ("" if cleaning else facts["ownership_error"])
-    states = utils["mailstack_states.sls"]
+    if error:
+        return refused(utils, error, sls, tplroot)
+    masked = utils["mailstack_settings.masked"](settings, mask)
+    return _answer(utils, sls, tplroot, masked, plan(utils, settings, facts), cleaning)
+
+
+def refused(utils, error, sls="mail", tplroot="mail"):
+    """What ``mailstack.mapdata`` returns for the state file ``sls`` where
+    nothing may change, and why (``error``): it includes ``<tplroot>.error``."""
+    return _answer(utils, sls, tplroot, {}, {"mode": "invalid"}, error=error)
+
+
+def _answer(utils, sls, tplroot, masked, plan, cleaning=False, error=""):
     if error:
         blocked = f"{tplroot}.error"
-        return {
-            "error": error,
-            "blocked": blocked,
-            "mail": {},
-            "plan": {"mode": "invalid"},
-            "sls": states(sls, tplroot, {}, {}, blocked),
-        }
-    current = plan(utils, settings, facts)
-    blocked = f"{tplroot}.disabled" if current["mode"] == "disabled" and not cleaning else ""
-    masked = utils["mailstack_settings.masked"](settings, mask)
+    else:
+        blocked = f"{tplroot}.disabled" if plan["mode"] == "disabled" and not cleaning else ""
     return {
-        "error": "",
+        "error": error,
         "blocked": blocked,
         "mail": masked,
-        "plan": current,
-        "sls": states(sls, tplroot, masked, current, blocked),
+        "plan": plan,
+        "sls": utils["mailstack_states.sls"](sls, tplroot, masked, plan, blocked),
     }

@@ -82,12 +82,12 @@ class PostfixLog:
         return listed["stdout"].splitlines()
 
 
-def _postfix_daemon(node, conf):
+def _postfix_daemon(node, settings):
     installed = bool(node.salt["cmd.which"]("postfix"))
     running = installed and node.command(["postfix", "status"])["retcode"] == 0
     enabled = None
     if installed and node.systemd_booted():
-        enabled = bool(node.salt["service.enabled"](conf["lookup"]["postfix"]["service"]))
+        enabled = bool(node.salt["service.enabled"](settings["lookup"]["postfix"]["service"]))
     return {"installed": installed, "running": running, "enabled": enabled}
 
 
@@ -127,7 +127,7 @@ def _last_health_send(node, state_file):
         return None
 
 
-def _interrupted(node, conf):
+def _interrupted(node, settings):
     """What was cut off and not finished yet: dpkg's run (its journal) and the
     formula's own last apply (its marker); ``comment`` says what to expect."""
     system = "mailstack_system"

@@ -1,44 +1,18 @@
 """
-The plan of the ``mail`` formula and the content of the files it writes, used
-by the ``mailstack`` execution module (``__utils__["mailstack_plan.build"]``).
+The plan of the ``mail`` formula: where mail goes, what is installed, every
+file with its owner, mode and source, and what the clean states remove. Used
+by the ``mailstack`` execution module (``mailstack_facts.plan`` calls
+``build``). The content of the files it writes is ``mailstack_content``'s,
+which ``build`` reaches through the ``utils`` mapping it is handed (Salt's
+utils cannot import each other).
 
 Everything here works on plain data: validated settings, the decided mode and
 container status, and a few facts the module reads off the running system.
 """
 
 import collections
-import re
 import shlex
 import zlib
-
-# msmtp 1.8 reads its files with a 501-byte buffer: 499 characters, the
-# newline and the NUL. A longer line is refused at send time ("line longer
-# than 500 characters") and msmtp has no way to continue or escape one.
-MSMTP_MAX_LINE = 499
-
-# The first line of every file the formula writes with content: what tells
-# mail.clean (and the next apply) that the file is the formula's.
-MARKER = "# Managed by Salt (mail formula"
-HEADER = f"{MARKER}). Local changes are overwritten.\n"
-
-# The formula's templates (in <formula>/files/) that pillar mail:tofs:source_files
-# may replace with sources of its own, tried in order before the formula's.
-TEMPLATES = (
-    "main.cf.jinja",
-    "sasl_passwd.jinja",
-    "msmtprc.jinja",
-    "mail-alert.sh.jinja",
-    "mail-alert@.service.jinja",
-    "mail-alert-dropin.conf",
-    "mail-health.sh.jinja",
-    "mail-health.service.jinja",
-    "mail-health.timer.jinja",
-    "mail-health.cron.jinja",
-    "mail-metrics.py.jinja",
-    "mail-metrics.service.jinja",
-    "mail-metrics.timer.jinja",
-    "mail-metrics.cron.jinja",
-)
 
 ALERT_UNIT = "mail-alert@.service"
 
@@ -71,18 +45,17 @@ def _tables(source, map_type):
     return sorted({map_file(source, kind) for kind in ("hash", "lmdb", map_type)})
 
 
-def _from_template(item, template, conf, *, mode="0644", group="root", context=None, secret=False):
+def _from_template(item, template, settings, *, mode="0644", group="root", context=None, secret=False):
     """A file written from a template; ``sources`` tries mail:tofs:source_files first."""
     return {
         **_placed(item),
         "present": True,
-        "sources": conf["tofs"]["source_files"].get(template, []),
+        "sources": settings["tofs"]["source_files"].get(template, []),
         "template": template,
         "user": "root",
         "group": group,
         "mode": mode,
-        # Every template starts with the marker: {{ marker }}.
-        "context": {"marker": MARKER, **(context or {})},
+        "context": dict(context or {}),
         "secret": secret,
     }
 
@@ -109,35 +82,6 @@ def _placed(item):
     return {"path": item["path"], "key": item["key"], "guard": item["guard"]}
 
 
-def _msmtp_lines_by_key(settings):
-    """Yield (pillar key, line) for every line a value can put in msmtp's files."""
-    yield "from", f"from {settings['from']}"
-    yield "admin", f"default: {settings['admin']}"
-    for name, addresses in settings["aliases"].items():
-        yield f"aliases:{name}", _msmtp_alias_line(name, addresses)
-    for section in ("mailu", "relay"):
-        upstream = settings[section]
-        host_key = upstream["server_key"]
-        yield f"{section}:{host_key}", f"host {upstream[host_key]}"
-        yield f"{section}:user", f"user {upstream['user']}"
-        yield f"{section}:password", f"password {_msmtp_quote(upstream['password'])}"
-        yield f"{section}:ca_file", f"tls_trust_file {upstream['ca_file']}"
-    yield "relay:sender", f"from {settings['relay']['sender']}"
-    yield "msmtp:logfile", f"logfile {settings['msmtp']['logfile']}"
-    lookup = settings["lookup"]
-    yield "lookup:ca_bundle", f"tls_trust_file {lookup['ca_bundle']}"
-    yield "lookup:msmtp:aliases", f"aliases {lookup['msmtp']['aliases']}"
-
-
-def overlong_msmtp_line(settings):
-    """``(pillar key, line length, msmtp's limit)`` of the first value that would
-    make a line msmtp cannot read, or ``None``."""
-    for key, line in _msmtp_lines_by_key(settings):
-        if len(line) > MSMTP_MAX_LINE:
-            return key, len(line), MSMTP_MAX_LINE
-    return None
-
-
 def _loopback_target():
     return {
         "host": "127.0.0.1",
@@ -150,11 +94,11 @@ def _loopback_target():
     }
 
 
-def _upstream(conf, section):
-    upstream = {k: conf[section][k] for k in ("port", "tls", "user", "password", "ca_file", "tls_name")}
-    upstream["host"] = conf[section][conf[section]["server_key"]]
+def _upstream(settings, section):
+    upstream = {k: settings[section][k] for k in ("port", "tls", "user", "password", "ca_file", "tls_name")}
+    upstream["host"] = settings[section][settings[section]["server_key"]]
     if not upstream["ca_file"]:
-        upstream["ca_file"] = conf["lookup"]["ca_bundle"]
+        upstream["ca_file"] = settings["lookup"]["ca_bundle"]
     return upstream
 
 
@@ -164,15 +108,34 @@ Delivery.__doc__ = """How mail leaves this host: whether the local Postfix relay
 relays to (``postfix_upstream``: a target, or ``None`` for the recipient's MX)."""
 
 
-def _delivery(conf, mode_name, container):
-    if mode_name == "mailu" and not (conf["mailu"]["queue"] and not container):
-        return Delivery(postfix=False, msmtp=_upstream(conf, "mailu"), postfix_upstream=None)
+def _delivery(settings, mode_name, container):
+    if mode_name == "mailu" and not (settings["mailu"]["queue"] and not container):
+        return Delivery(postfix=False, msmtp=_upstream(settings, "mailu"), postfix_upstream=None)
     if mode_name == "mailu":
-        return Delivery(postfix=True, msmtp=_loopback_target(), postfix_upstream=_upstream(conf, "mailu"))
-    relay = _upstream(conf, "relay") if conf["relay"]["relayhost"] else None
+        return Delivery(postfix=True, msmtp=_loopback_target(), postfix_upstream=_upstream(settings, "mailu"))
+    relay = _upstream(settings, "relay") if settings["relay"]["relayhost"] else None
     if container:
         return Delivery(postfix=False, msmtp=relay or _loopback_target(), postfix_upstream=None)
     return Delivery(postfix=True, msmtp=_loopback_target(), postfix_upstream=relay)
+
+
+# The modes that send through an upstream of the settings, each named as its section.
+UPSTREAM_MODES = ("mailu", "relay")
+
+
+def upstreams(settings):
+    """The targets of the settings' upstreams, by section (``mailu``, ``relay``),
+    whether or not the mode sends to them: what checks of every value that may
+    reach msmtp's files render (``mailstack_content.overlong_msmtp_line``)."""
+    return {section: _upstream(settings, section) for section in UPSTREAM_MODES}
+
+
+def postfix_upstreams(settings, container):
+    """Where Postfix relays to in each mode of the settings that relays through
+    Postfix to an upstream, by section: the ``_delivery`` of each, for checks
+    that hold whatever the mode (``mailstack_settings.validate``)."""
+    deliveries = {mode_name: _delivery(settings, mode_name, container) for mode_name in UPSTREAM_MODES}
+    return {mode_name: d.postfix_upstream for mode_name, d in deliveries.items() if d.postfix_upstream}
 
 
 def _describe(target):
@@ -183,7 +146,7 @@ def _describe(target):
     return f"{host}:{target['port']} (TLS: {target['tls']}){auth}"
 
 
-def _packages(conf, postfix_wanted, owned_packages):
+def _packages(settings, postfix_wanted, owned_packages):
     """
     What is installed (and by which state: ``by_state``), what the mode has
     no use for (``unwanted``: the package that conflicts with or is replaced
@@ -191,7 +154,7 @@ def _packages(conf, postfix_wanted, owned_packages):
     formula installed (``remove``). The module refuses a plan whose unwanted
     package is installed and not the formula's.
     """
-    msmtp, postfix = conf["lookup"]["msmtp"], conf["lookup"]["postfix"]
+    msmtp, postfix = settings["lookup"]["msmtp"], settings["lookup"]["postfix"]
     mta = [msmtp["mta_pkg"]] if msmtp["mta_pkg"] else []
     by_state = {
         "msmtp": msmtp["pkgs"],
@@ -205,13 +168,13 @@ def _packages(conf, postfix_wanted, owned_packages):
         "remove": [name for name in unwanted if name in owned_packages],
         "by_state": by_state,
         "owned": list(owned_packages),
-        "state_dir": conf["lookup"]["state_dir"],
+        "state_dir": settings["lookup"]["state_dir"],
     }
 
 
-def _sendmail(conf, postfix_wanted, items):
+def _sendmail(settings, postfix_wanted, items):
     """How msmtp becomes sendmail where Postfix is not: its MTA package, or a symlink."""
-    msmtp = conf["lookup"]["msmtp"]
+    msmtp = settings["lookup"]["msmtp"]
     if postfix_wanted:
         return {"package": "", "link": None}
     if msmtp["mta_pkg"]:
@@ -224,179 +187,25 @@ def _sendmail_link(items):
     return {"path": link["path"], "target": link["target"]}
 
 
-def _bracketed(target):
-    return f"[{target['host']}]:{target['port']}"
-
-
-def _postfix_tls(upstream):
-    if upstream is None:
-        return {"smtp_tls_security_level": "may"}
-    if upstream["tls"] == "none":
-        return {"smtp_tls_security_level": "none"}
-    params = {
-        "smtp_tls_security_level": "secure",
-        "smtp_tls_secure_cert_match": upstream["tls_name"] or "nexthop, dot-nexthop",
-        "smtp_tls_CAfile": upstream["ca_file"],
-    }
-    if upstream["tls"] == "implicit":
-        params["smtp_tls_wrappermode"] = "yes"
-    return params
-
-
-def _local_domains(myhostname):
-    names = [myhostname, myhostname.split(".")[0], "localhost", "localhost.localdomain"]
-    return list(dict.fromkeys(names))
-
-
-def _postfix_main_cf(conf, upstream, envelope_sender, relay_sender, myhostname):
-    postfix = conf["lookup"]["postfix"]
-    params = {
-        "compatibility_level": postfix["compatibility_level"],
-        "myhostname": myhostname,
-        "myorigin": "$myhostname",
-        "mydestination": "",
-        "inet_interfaces": "loopback-only",
-        "inet_protocols": "all",
-        "mynetworks": "127.0.0.0/8 [::1]/128",
-        "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
-        "smtpd_banner": "$myhostname ESMTP",
-        "disable_vrfy_command": "yes",
-        "local_transport": "error:local delivery disabled",
-        "default_transport": "smtp",
-        "relay_transport": "relay",
-        "alias_maps": "",
-        "alias_database": "",
-        "biff": "no",
-        "append_dot_mydomain": "no",
-        # A relayhost or Mailu is found like any other host name of this system
-        # (/etc/hosts, then DNS): with "dns, native" a DNS failure defers the
-        # mail even when /etc/hosts knows the name. Without a relayhost, MX
-        # lookups need DNS.
-        "smtp_host_lookup": "native" if upstream else "dns, native",
-        "relayhost": _bracketed(upstream) if upstream else "",
-    }
-    params.update(_postfix_tls(upstream))
-    if upstream and upstream["user"]:
-        params.update(
-            {
-                "smtp_sasl_auth_enable": "yes",
-                "smtp_sasl_password_maps": f"{postfix['map_type']}:{postfix['config_dir']}/sasl_passwd",
-                "smtp_sasl_security_options": "noanonymous",
-                "smtp_sasl_tls_security_options": "noanonymous",
-            }
-        )
-    if conf["admin"]:
-        params["recipient_canonical_maps"] = f"regexp:{postfix['config_dir']}/recipient_canonical"
-    if conf["aliases"]:
-        params["virtual_alias_maps"] = f"regexp:{postfix['config_dir']}/virtual_alias"
-    if envelope_sender:
-        params["sender_canonical_maps"] = f"static:{envelope_sender}"
-        params["sender_canonical_classes"] = "envelope_sender"
-    if relay_sender:
-        # Every message leaves through the relayhost (nothing is delivered
-        # locally), so rewriting on the way in is rewriting on the way out.
-        params["sender_canonical_maps"] = f"static:{relay_sender}"
-        params["sender_canonical_classes"] = "envelope_sender, header_sender"
-    if postfix["maillog_file"]:
-        params["maillog_file"] = postfix["maillog_file"]
-    params.update(conf["postfix"]["main_cf"])
-    return params
-
-
-def templates():
-    """The formula's templates (in ``<formula>/files/``), which pillar
-    ``mail:tofs:source_files`` may replace."""
-    return TEMPLATES
-
-
-def managed_postfix_parameters():
-    """The main.cf parameters the formula sets itself, whatever the mode: every
-    name ``_postfix_main_cf`` writes for each kind of upstream (none, no TLS,
-    STARTTLS, implicit TLS with a login), with mail:admin, mail:aliases, a
-    rewritten sender and Postfix's own log file set."""
-    postfix = {
-        "compatibility_level": "3.6",
-        "map_type": "hash",
-        "config_dir": "/etc/postfix",
-        "maillog_file": "-",
-    }
-    conf = {"lookup": {"postfix": postfix}, "admin": "a", "aliases": {"a": ["b"]}, "postfix": {"main_cf": {}}}
-    upstreams = [None] + [
-        {"host": "h", "port": 25, "tls": tls, "user": "u", "ca_file": "c", "tls_name": ""}
-        for tls in ("none", "starttls", "implicit")
-    ]
-    names = set()
-    for upstream in upstreams:
-        names.update(_postfix_main_cf(conf, upstream, "sender", "", "host"))
-        names.update(_postfix_main_cf(conf, upstream, "", "sender", "host"))
-    return frozenset(names)
-
-
-def _ere_escape(text):
-    """Escape a host or local name for a POSIX ERE (Postfix regexp tables)."""
-    return re.sub(r"[.+]", r"\\\g<0>", text)
-
-
-def _local_domains_pattern(myhostname):
-    return "|".join(_ere_escape(name) for name in _local_domains(myhostname))
-
-
-def _local_address_pattern(local_part, myhostname):
-    """A Postfix regexp (POSIX ERE) body matching ``local_part`` bare or at a local domain."""
-    return f"^({local_part}(@({_local_domains_pattern(myhostname)}))?)$"
-
-
-def _recipient_canonical(admin, aliases, myhostname):
-    """Local names go to mail:admin; names in mail:aliases stay as they are for virtual_alias."""
-    if not admin:
-        return ""
-    domains = _local_domains_pattern(myhostname)
-    lines = [f"/{_local_address_pattern(_ere_escape(name), myhostname)}/ ${{1}}" for name in aliases]
-    lines += [f"/^[^@]+@({domains})$/ {admin}", f"/^[^@]+$/ {admin}"]
-    return _with_header(lines)
-
-
-def _with_header(lines):
-    return HEADER + "".join(line + "\n" for line in lines) if lines else ""
-
-
-def _virtual_alias(aliases, myhostname):
-    lines = [
-        f"/{_local_address_pattern(_ere_escape(name), myhostname)}/ {', '.join(addresses)}"
-        for name, addresses in aliases.items()
-    ]
-    return _with_header(lines)
-
-
-def _sasl_passwd(upstream):
-    if not upstream or not upstream["user"]:
-        return ""
-    return f"{_bracketed(upstream)} {upstream['user']}:{upstream['password']}\n"
-
-
-def _msmtp_quote(value):
-    # msmtp strips the outer quotes and keeps everything between them as is.
-    return f'"{value}"'
-
-
-def _msmtp_log(conf, syslog):
-    """Where msmtp logs. A log file is root's alone: only root may send where one is allowed."""
-    logfile = conf["msmtp"]["logfile"]
+def _msmtp_log(settings, syslog):
+    """Where msmtp logs: a log file (``logfile``), else ``syslog`` where it runs.
+    A log file is root's alone: only root may send where one is allowed."""
+    logfile = settings["msmtp"]["logfile"]
     if logfile:
-        return {"line": ("logfile", logfile), "logfile": logfile, "mode": "0600", "where": logfile}
+        return {"logfile": logfile, "mode": "0600", "syslog": False, "where": logfile}
     if syslog:
-        return {"line": ("syslog", "LOG_MAIL"), "logfile": "", "where": "syslog (facility LOG_MAIL)"}
+        return {"logfile": "", "syslog": True, "where": "syslog (facility LOG_MAIL)"}
     return {
-        "line": None,
         "logfile": "",
+        "syslog": False,
         "where": "nowhere: no syslog (/dev/log) and mail:msmtp:logfile is empty",
     }
 
 
-def msmtp_log_problem(conf, secret_in_msmtprc):
+def msmtp_log_problem(settings, secret_in_msmtprc):
     """Why ``mail:msmtp:logfile`` cannot be used here, or ``None``: every user
     who can append to a log file can also truncate it or forge lines in it."""
-    if not conf["msmtp"]["logfile"]:
+    if not settings["msmtp"]["logfile"]:
         return None
     if not secret_in_msmtprc:
         return (
@@ -404,7 +213,7 @@ def msmtp_log_problem(conf, secret_in_msmtprc):
             " append to is one any of them can truncate or forge lines in: leave it empty so that"
             " msmtp logs to syslog"
         )
-    if conf["senders"]:
+    if settings["senders"]:
         return (
             "mail:senders may send too, and a log file they can append to is one each of them can"
             " truncate or forge lines in: leave it empty so that msmtp logs to syslog"
@@ -422,62 +231,24 @@ def written_files(plan):
     ]
 
 
-def _msmtprc(conf, target, envelope_sender, relay_sender="", log_line=None):
-    lines = [
-        ("defaults", ""),
-        ("timeout", str(conf["timeout"])),
-        *([log_line] if log_line else []),
-        ("account", "default"),
-        ("host", target["host"]),
-        ("port", str(target["port"])),
-        ("from", envelope_sender or relay_sender or conf["from"]),
-    ]
-    if target["tls"] == "none":
-        lines.append(("tls", "off"))
-    else:
-        lines += [
-            ("tls", "on"),
-            ("tls_starttls", "on" if target["tls"] == "starttls" else "off"),
-            ("tls_trust_file", target["ca_file"]),
-        ]
-        if target["tls_name"]:
-            lines.append(("tls_host_override", target["tls_name"]))
-    if target["user"]:
-        lines += [("auth", "on"), ("user", target["user"]), ("password", _msmtp_quote(target["password"]))]
-    else:
-        lines.append(("auth", "off"))
-    if envelope_sender or relay_sender:
-        lines.append(("allow_from_override", "off"))
-    if relay_sender:
-        lines.append(("set_from_header", "on"))
-    if conf["admin"] or conf["aliases"]:
-        lines.insert(2, ("aliases", conf["lookup"]["msmtp"]["aliases"]))
-    return lines
-
-
-def _msmtp_alias_line(name, addresses):
-    return f"{name}: {', '.join(addresses)}"
-
-
-def _msmtp_aliases(admin, aliases):
-    lines = [_msmtp_alias_line(name, addresses) for name, addresses in aliases.items()]
-    if admin:
-        lines.append(_msmtp_alias_line("default", [admin]))
-    return _with_header(lines)
-
-
-def _who_can_send(conf, secret_in_msmtprc):
+def _who_can_send(settings, secret_in_msmtprc):
     if not secret_in_msmtprc:
         return "every local user"
-    return "root and mail:senders (" + (", ".join(conf["senders"]) or "none") + "), who can read the password"
+    return (
+        "root and mail:senders ("
+        + (", ".join(settings["senders"]) or "none")
+        + "), who can read the password"
+    )
 
 
-def build(conf, decided, container, host):
+def build(utils, settings, decided, container, host):
     """
     The plan: what the formula does on this host, with the content of every
-    file it writes.
+    file it writes (``mailstack_content.files``).
 
-    conf
+    utils
+        The formula's utils (``mailstack_content`` is used).
+    settings
         Validated settings. ``decided`` and ``container`` are
         ``mailstack.mode`` and ``mailstack.is_container``.
     host
@@ -489,83 +260,70 @@ def build(conf, decided, container, host):
         ``mailu_user_is_address``, and ``mask``: what replaces passwords, or
         ``None`` to keep them.
     """
-    items = catalogue(conf, host)
-    delivery = _delivery(conf, decided["mode"], container["container"])
+    items = catalogue(settings, host)
+    delivery = _delivery(settings, decided["mode"], container["container"])
     postfix, msmtp_target, postfix_upstream = delivery.postfix, delivery.msmtp, delivery.postfix_upstream
     if host["mask"]:
         for target in (msmtp_target, postfix_upstream):
             if target and target["password"]:
                 target["password"] = host["mask"]
-    mailu_user = conf["mailu"]["user"]
+    mailu_user = settings["mailu"]["user"]
     envelope_sender = mailu_user if decided["mode"] == "mailu" and host["mailu_user_is_address"] else ""
-    relay_sender = conf["relay"]["sender"] if decided["mode"] == "relay" else ""
-    # msmtp talks to the relayhost itself only where no Postfix relays.
-    msmtp_sender = "" if postfix else relay_sender
+    relay_sender = settings["relay"]["sender"] if decided["mode"] == "relay" else ""
     myhostname = host["fqdn"]
-    secret_in_msmtprc = bool(msmtp_target["user"])
-    msmtp_log = _msmtp_log(conf, host["syslog"])
-    files = {
-        "msmtprc": _msmtprc(conf, msmtp_target, envelope_sender, msmtp_sender, msmtp_log["line"]),
-        "msmtp_aliases": _msmtp_aliases(conf["admin"], conf["aliases"]),
-        "secret_in_msmtprc": secret_in_msmtprc,
-        "msmtp_log": {k: v for k, v in msmtp_log.items() if k not in ("line", "where")},
-        "main_cf": _postfix_main_cf(conf, postfix_upstream, envelope_sender, relay_sender, myhostname)
-        if postfix
-        else {},
-        "sasl_passwd": _sasl_passwd(postfix_upstream) if postfix else "",
-        "recipient_canonical": _recipient_canonical(conf["admin"], conf["aliases"], myhostname)
-        if postfix
-        else "",
-        "virtual_alias": _virtual_alias(conf["aliases"], myhostname) if postfix else "",
-    }
-    alerts, health = _alerts_plan(conf, host, items), _health_plan(conf, host, items)
-    metrics = _metrics_plan(conf, host, items, decided["mode"], postfix)
-    packages = _packages(conf, postfix, host["owned_packages"])
+    msmtp_log = _msmtp_log(settings, host["syslog"])
+    files = utils["mailstack_content.files"](
+        settings, delivery, envelope_sender, relay_sender, myhostname, msmtp_log
+    )
+    secret_in_msmtprc = files["secret_in_msmtprc"]
+    alerts, health = _alerts_plan(settings, host, items), _health_plan(settings, host, items)
+    metrics = _metrics_plan(settings, host, items, decided["mode"], postfix)
+    packages = _packages(settings, postfix, host["owned_packages"])
     layout = _completed(
         {
-            "smtp": _smtp_files(conf, files, postfix, items),
+            "smtp": _smtp_files(settings, files, postfix, items),
             "smtp_secrets_absent": {} if postfix else {"secrets-absent": _postfix_secrets_absent(items)},
-            "msmtp": _msmtp_files(conf, files, items),
-            "alerts": _alerts_files(conf, alerts, items),
-            "health": _health_files(conf, health, items),
-            "metrics": _metrics_files(conf, metrics, items),
+            "msmtp": _msmtp_files(settings, files, items),
+            "alerts": _alerts_files(settings, alerts, items),
+            "health": _health_files(settings, health, items),
+            "metrics": _metrics_files(settings, metrics, items),
         },
-        conf,
+        settings,
         host["formula_dir"],
+        utils["mailstack_content.marker"](),
     )
     _add_needs(layout, health, metrics)
     health["timer_wanted"], metrics["timer_wanted"] = _timer_wanted(health), _timer_wanted(metrics)
     next_hops = {"msmtp": _describe(msmtp_target), "postfix": _describe(postfix_upstream) if postfix else ""}
-    return {
+    plan = {
         "mode": decided["mode"],
         "mode_reason": decided["reason"],
         "container": container["container"],
         "container_reason": container["reason"],
         "postfix": postfix,
-        "postfix_reason": _postfix_reason(conf, container["container"], postfix),
+        "postfix_reason": _postfix_reason(settings, container["container"], postfix),
         "sendmail": "postfix" if postfix else "msmtp",
         "packages": packages,
         "msmtp": msmtp_target,
         "postfix_upstream": postfix_upstream,
-        # Where the first hop of system mail goes: sendmail's next hop is Postfix's where it runs.
-        "next_hop": next_hops["postfix"] if postfix else next_hops["msmtp"],
+        "next_hop": "",
         "summary": {
             "msmtp sends to": next_hops["msmtp"],
             "postfix relays to": next_hops["postfix"] or "(no postfix)",
-            "mail for root goes to": conf["admin"] or f"root@{myhostname} (mail:admin is empty)",
-            "sender": envelope_sender or relay_sender or conf["from"],
-            "who can send": _who_can_send(conf, secret_in_msmtprc),
+            "mail for root goes to": settings["admin"] or f"root@{myhostname} (mail:admin is empty)",
+            "sender": envelope_sender or relay_sender or settings["from"],
+            "who can send": _who_can_send(settings, secret_in_msmtprc),
             "msmtp logs to": msmtp_log["where"],
         },
         "alerts": alerts,
         "health": health,
         "files": files,
-        "sendmail_provider": _sendmail(conf, postfix, items),
+        "sendmail_provider": _sendmail(settings, postfix, items),
         # msmtp's sendmail link, made where the distribution has no msmtp-mta, goes before Postfix comes.
         "sendmail_link_removed": _sendmail_link(items)
-        if postfix and not conf["lookup"]["msmtp"]["mta_pkg"]
+        if postfix and not settings["lookup"]["msmtp"]["mta_pkg"]
         else None,
-        "senders_group": _senders_group(conf, secret_in_msmtprc, items),
+        "senders_group": _senders_group(settings, secret_in_msmtprc, items),
         "layout": layout,
         "metrics": metrics,
         "inventory": inventory(
@@ -576,8 +334,17 @@ def build(conf, decided, container, host):
             files["msmtp_log"]["logfile"],
             metrics["enabled"] and metrics["textfile"],
         ),
-        "clean": cleanup(conf, host, items),
+        "clean": cleanup(settings, host, items),
     }
+    plan["next_hop"] = _describe(next_hop(plan))
+    return plan
+
+
+def next_hop(plan):
+    """The target the first hop of system mail goes to (``None``: the
+    recipient's MX, found through DNS): sendmail's next hop is Postfix's where
+    it runs, else msmtp's."""
+    return plan["postfix_upstream"] if plan["postfix"] else plan["msmtp"]
 
 
 def _needs(package=False, postmap=False, daemon_reload=False, postfix_watches=False, timer_stopped=False):
@@ -631,17 +398,17 @@ def _timer_wanted(scheduled):
     return "dead" if scheduled["timer_installed"] else ""
 
 
-def _recipient(conf):
+def _recipient(settings):
     """Who system mail, alerts and the health mail go to: mail:admin, else root."""
-    return conf["admin"] or "root"
+    return settings["admin"] or "root"
 
 
-def _alerts_plan(conf, host, items):
+def _alerts_plan(settings, host, items):
     """OnFailure= drop-ins for mail:alerts:units, and the ones to remove."""
-    lookup, units = conf["lookup"], conf["alerts"]["units"]
+    lookup, units = settings["lookup"], settings["alerts"]["units"]
     systemd = host["systemd"]
     dropins = {unit: items[f"alerts:dropin:{unit}"]["path"] for unit in units} if systemd else {}
-    recipient = _recipient(conf)
+    recipient = _recipient(settings)
     if not systemd:
         reason = "systemd does not run here, so no unit can alert on failure: nothing to do"
     elif units:
@@ -650,9 +417,9 @@ def _alerts_plan(conf, host, items):
         reason = "mail:alerts:units is empty"
     return {
         "systemd": systemd,
-        "active": systemd and bool(units or conf["health"]["enabled"]),
+        "active": systemd and bool(units or settings["health"]["enabled"]),
         "units": units,
-        "interval": conf["alerts"]["interval"],
+        "interval": settings["alerts"]["interval"],
         "recipient": recipient,
         "script": items["alerts:script"]["path"],
         "unit_file": items["alerts:unit"]["path"],
@@ -662,7 +429,7 @@ def _alerts_plan(conf, host, items):
             recipient=recipient,
             sendmail=lookup["msmtp"]["sendmail"],
             state_dir=f"{lookup['state_dir']}/alerts",
-            interval=conf["alerts"]["interval"],
+            interval=settings["alerts"]["interval"],
         ),
         "reason": reason,
     }
@@ -673,21 +440,21 @@ def _shell_vars(**values):
     return {name: shlex.quote(str(value)) for name, value in values.items()}
 
 
-def _health_plan(conf, host, items):
+def _health_plan(settings, host, items):
     """The daily "is alive" mail: a systemd timer, or a cron entry without systemd."""
-    lookup, health = conf["lookup"], conf["health"]
+    lookup, health = settings["lookup"], settings["health"]
     systemd = host["systemd"]
     seed = zlib.crc32(host["fqdn"].encode())
     if not health["enabled"]:
         reason = "mail:health:enabled is false"
     elif systemd:
-        reason = f"{HEALTH_UNIT}.timer ({health['on_calendar']}) mails {_recipient(conf)}"
+        reason = f"{HEALTH_UNIT}.timer ({health['on_calendar']}) mails {_recipient(settings)}"
     else:
-        reason = f"no systemd: a cron entry in {lookup['cron_dir']} mails {_recipient(conf)} daily"
+        reason = f"no systemd: a cron entry in {lookup['cron_dir']} mails {_recipient(settings)} daily"
     return {
         **health,
         "systemd": systemd,
-        "recipient": _recipient(conf),
+        "recipient": _recipient(settings),
         "script": items["health:script"]["path"],
         "service_file": items["health:service"]["path"],
         "timer_file": items["health:timer"]["path"],
@@ -697,7 +464,7 @@ def _health_plan(conf, host, items):
         "cron_time": {"minute": seed % 60, "hour": seed // 60 % 24},
         "state_file": items["state:health.last"]["path"],
         "shell_vars": _shell_vars(
-            recipient=_recipient(conf),
+            recipient=_recipient(settings),
             sendmail=lookup["msmtp"]["sendmail"],
             state_file=items["state:health.last"]["path"],
             retries=health["retries"],
@@ -713,9 +480,9 @@ def _cron_minutes(interval):
     return "*" if minutes == 1 else f"*/{minutes}"
 
 
-def _metrics_plan(conf, host, items, mode_name, postfix):
+def _metrics_plan(settings, host, items, mode_name, postfix):
     """The metrics file for node_exporter: its collector, refreshed by a timer or cron."""
-    lookup, metrics = conf["lookup"], conf["metrics"]
+    lookup, metrics = settings["lookup"], settings["metrics"]
     systemd = host["systemd"]
     textfile = items["metrics:textfile"]["path"]
     if not metrics["enabled"]:
@@ -742,7 +509,7 @@ def _metrics_plan(conf, host, items, mode_name, postfix):
             "sendmail": "postfix" if postfix else "msmtp",
             "postfix": postfix,
             "postfix_log": lookup["postfix"]["maillog_file"],
-            "msmtp_log": conf["msmtp"]["logfile"],
+            "msmtp_log": settings["msmtp"]["logfile"],
             "health_state": items["state:health.last"]["path"],
             "alerts_dir": f"{state_dir}/alerts",
             "state": items["state:metrics.json"]["path"],
@@ -752,7 +519,7 @@ def _metrics_plan(conf, host, items, mode_name, postfix):
     }
 
 
-def _postfix_reason(conf, container, postfix):
+def _postfix_reason(settings, container, postfix):
     if postfix:
         return "a local loopback-only Postfix relay queues the mail"
     if container:
@@ -796,7 +563,7 @@ def _item(concern, kind, path, key, guard, **extra):
     return {"concern": concern, "kind": kind, "path": path, "key": key, "guard": guard, **extra}
 
 
-def catalogue(conf, host):
+def catalogue(settings, host):
     """
     Everything the formula may write, create, run or remove on this host, in
     any mode, by a stable id: the one place where its paths, names, pillar
@@ -805,19 +572,19 @@ def catalogue(conf, host):
     """
     items = {}
     for item in (
-        *_smtp_items(conf),
-        *_msmtp_items(conf, host),
-        *_alerts_items(conf, host),
-        *_health_items(conf),
-        *_metrics_items(conf),
-        *_state_items(conf),
+        *_smtp_items(settings),
+        *_msmtp_items(settings, host),
+        *_alerts_items(settings, host),
+        *_health_items(settings),
+        *_metrics_items(settings),
+        *_state_items(settings),
     ):
         items[item.pop("id")] = item
     return items
 
 
-def _smtp_items(conf):
-    postfix = conf["lookup"]["postfix"]
+def _smtp_items(settings):
+    postfix = settings["lookup"]["postfix"]
     config_dir = postfix["config_dir"]
     sasl = f"{config_dir}/sasl_passwd"
     yield _item(
@@ -855,12 +622,12 @@ def _smtp_items(conf):
         yield _item("smtp", "package", name, "lookup:postfix:pkgs", "installed", id=f"smtp:package:{name}")
 
 
-def _msmtp_items(conf, host):
-    msmtp = conf["lookup"]["msmtp"]
+def _msmtp_items(settings, host):
+    msmtp = settings["lookup"]["msmtp"]
     yield _item("msmtp", "file", msmtp["config"], "lookup:msmtp:config", "marker", id="msmtp:msmtprc")
     yield _item("msmtp", "file", msmtp["aliases"], "lookup:msmtp:aliases", "marker", id="msmtp:aliases")
     logfiles = dict.fromkeys(
-        [*([conf["msmtp"]["logfile"]] if conf["msmtp"]["logfile"] else []), *host["owned_files"]]
+        [*([settings["msmtp"]["logfile"]] if settings["msmtp"]["logfile"] else []), *host["owned_files"]]
     )
     for path in logfiles:
         yield _item("msmtp", "log_file", path, "msmtp:logfile", "record", id=f"msmtp:logfile:{path}")
@@ -881,8 +648,8 @@ def _msmtp_items(conf, host):
         yield _item("msmtp", "package", name, key, "installed", id=f"msmtp:package:{name}")
 
 
-def _alerts_items(conf, host):
-    lookup = conf["lookup"]
+def _alerts_items(settings, host):
+    lookup = settings["lookup"]
     unit_dir = lookup["systemd_unit_dir"]
     yield _item(
         "alerts",
@@ -895,7 +662,7 @@ def _alerts_items(conf, host):
     yield _item(
         "alerts", "file", f"{unit_dir}/{ALERT_UNIT}", "lookup:systemd_unit_dir", "marker", id="alerts:unit"
     )
-    for unit in conf["alerts"]["units"]:
+    for unit in settings["alerts"]["units"]:
         path = f"{unit_dir}/{unit}.d/{ALERT_DROPIN}"
         yield _item("alerts", "file", path, "alerts:units", "marker", id=f"alerts:dropin:{unit}")
     yield _item(
@@ -910,10 +677,10 @@ def _alerts_items(conf, host):
         yield _item("alerts", "file", path, "alerts:units", "marker", id=f"alerts:installed-dropin:{path}")
 
 
-def _scheduled_script_items(conf, concern, unit):
+def _scheduled_script_items(settings, concern, unit):
     """A script of the formula's run by ``<unit>.timer`` (its service and timer
     units), or by a cron entry where systemd does not run."""
-    lookup = conf["lookup"]
+    lookup = settings["lookup"]
     unit_dir = lookup["systemd_unit_dir"]
     libexec = f"{lookup['libexec_dir']}/{unit}"
     yield _item(concern, "file", libexec, "lookup:libexec_dir", "marker", id=f"{concern}:script")
@@ -925,13 +692,13 @@ def _scheduled_script_items(conf, concern, unit):
     yield _item(concern, "unit", f"{unit}.timer", f"{concern}:enabled", "marker", id=f"{concern}:timer-unit")
 
 
-def _health_items(conf):
-    yield from _scheduled_script_items(conf, "health", HEALTH_UNIT)
+def _health_items(settings):
+    yield from _scheduled_script_items(settings, "health", HEALTH_UNIT)
 
 
-def _metrics_items(conf):
-    lookup = conf["lookup"]
-    yield from _scheduled_script_items(conf, "metrics", METRICS_UNIT)
+def _metrics_items(settings):
+    lookup = settings["lookup"]
+    yield from _scheduled_script_items(settings, "metrics", METRICS_UNIT)
     # The collector, run once by the apply that writes it (then by its timer or cron).
     yield _item(
         "metrics",
@@ -945,7 +712,7 @@ def _metrics_items(conf):
     yield _item(
         "metrics",
         "textfile",
-        f"{conf['metrics']['directory']}/{METRICS_FILE}",
+        f"{settings['metrics']['directory']}/{METRICS_FILE}",
         "metrics:directory",
         "marker",
         id="metrics:textfile",
@@ -964,8 +731,8 @@ STATE_FILES = (
 STATE_SUBDIRS = ("alerts",)
 
 
-def _state_items(conf):
-    lookup = conf["lookup"]
+def _state_items(settings):
+    lookup = settings["lookup"]
     for key in ("libexec_dir", "state_dir"):
         yield _item("state", "directory", lookup[key], f"lookup:{key}", "own directory", id=f"state:{key}")
     state_dir = lookup["state_dir"]
@@ -1020,27 +787,28 @@ def inventory(items, layout, packages, postfix, logfile, textfile=""):
 # ------------------------------------------------ the files, state by state ---
 
 
-def _smtp_files(conf, files, postfix, items):
+def _smtp_files(settings, files, postfix, items):
     """The Postfix relay's files, by the suffix of their state ID (mail-smtp-config-<key>)."""
     if not postfix:
         return {}
     sasl = items["smtp:sasl-passwd"]
     tables = [
-        items[f"smtp:table:{path}"] for path in _tables(sasl["path"], conf["lookup"]["postfix"]["map_type"])
+        items[f"smtp:table:{path}"]
+        for path in _tables(sasl["path"], settings["lookup"]["postfix"]["map_type"])
     ]
     main_cf = _from_template(
-        items["smtp:main-cf"], "main.cf.jinja", conf, context={"params": files["main_cf"]}
+        items["smtp:main-cf"], "main.cf.jinja", settings, context={"params": files["main_cf"]}
     )
     main_cf["must_keep"] = files["main_cf"]
-    main_cf["keep_as"] = items["smtp:main-cf-before"]["path"] if conf["take_over"]["postfix"] else ""
+    main_cf["keep_as"] = items["smtp:main-cf-before"]["path"] if settings["take_over"]["postfix"] else ""
     layout = {
         "main-cf": main_cf,
-        "sasl-passwd": _from_template(sasl, "sasl_passwd.jinja", conf, mode="0600", secret=True)
+        "sasl-passwd": _from_template(sasl, "sasl_passwd.jinja", settings, mode="0600", secret=True)
         if files["sasl_passwd"]
         else _absent(sasl, tables),
     }
     if files["sasl_passwd"]:
-        wanted = map_file(sasl["path"], conf["lookup"]["postfix"]["map_type"])
+        wanted = map_file(sasl["path"], settings["lookup"]["postfix"]["map_type"])
         layout["sasl-passwd"]["stale_tables"] = [table["path"] for table in tables if table["path"] != wanted]
     for name in ("recipient_canonical", "virtual_alias"):
         item = items[f"smtp:{name.replace('_', '-')}"]
@@ -1048,14 +816,16 @@ def _smtp_files(conf, files, postfix, items):
     return layout
 
 
-def _completed(layout, conf, formula_dir):
+def _completed(layout, settings, formula_dir, marker):
     """Every file of ``layout`` with all its state needs: a template's sources end
-    with the formula's own, and removing one asks what the formula recorded."""
+    with the formula's own, every template starts with the ``marker``
+    (``{{ marker }}``), and removing one asks what the formula recorded."""
     for files in layout.values():
         for file in files.values():
-            file["state_dir"] = conf["lookup"]["state_dir"]
+            file["state_dir"] = settings["lookup"]["state_dir"]
             if file["present"] and file["template"]:
                 file["sources"] = [*file["sources"], f"salt://{formula_dir}/files/{file['template']}"]
+                file["context"] = {"marker": marker, **file["context"]}
     return layout
 
 
@@ -1065,16 +835,16 @@ def _postfix_secrets_absent(items):
     return _absent(sasl, [item for item in items.values() if item.get("source") == sasl["path"]])
 
 
-def _msmtp_files(conf, files, items):
+def _msmtp_files(settings, files, items):
     """msmtp's files, by the suffix of their state ID (mail-msmtp-config-<key>)."""
-    msmtp = conf["lookup"]["msmtp"]
+    msmtp = settings["lookup"]["msmtp"]
     secret = files["secret_in_msmtprc"]
     aliases = items["msmtp:aliases"]
     return {
         "msmtprc": _from_template(
             items["msmtp:msmtprc"],
             "msmtprc.jinja",
-            conf,
+            settings,
             mode="0640" if secret else "0644",
             group=msmtp["group"] if secret else "root",
             secret=True,
@@ -1085,17 +855,17 @@ def _msmtp_files(conf, files, items):
     }
 
 
-def _senders_group(conf, secret_in_msmtprc, items):
+def _senders_group(settings, secret_in_msmtprc, items):
     """The formula's group of mail:senders: only where msmtprc holds a password."""
     return {
         "name": items["msmtp:group"]["path"],
         "present": secret_in_msmtprc,
-        "members": conf["senders"] if secret_in_msmtprc else [],
-        "take_over": conf["take_over"]["senders_group"],
+        "members": settings["senders"] if secret_in_msmtprc else [],
+        "take_over": settings["take_over"]["senders_group"],
     }
 
 
-def _alerts_files(conf, alerts, items):
+def _alerts_files(settings, alerts, items):
     """The alert script, its unit, and one OnFailure= drop-in per unit (stale ones absent)."""
     if not alerts["systemd"]:
         return {}
@@ -1105,33 +875,35 @@ def _alerts_files(conf, alerts, items):
         "script": _from_template(
             script,
             "mail-alert.sh.jinja",
-            conf,
+            settings,
             mode="0755",
             context={"shell_vars": alerts["shell_vars"]},
         )
         if active
         else _absent(script),
-        "unit": _from_template(unit, "mail-alert@.service.jinja", conf, context={"script": alerts["script"]})
+        "unit": _from_template(
+            unit, "mail-alert@.service.jinja", settings, context={"script": alerts["script"]}
+        )
         if active
         else _absent(unit),
     }
     for name in sorted(alerts["dropins"]):
         layout[f"dropin-{name}"] = _from_template(
-            items[f"alerts:dropin:{name}"], "mail-alert-dropin.conf", conf
+            items[f"alerts:dropin:{name}"], "mail-alert-dropin.conf", settings
         )
     for path in alerts["stale_dropins"]:
         layout[f"stale-dropin-{path}"] = _absent(items[f"alerts:installed-dropin:{path}"])
     return layout
 
 
-def _scheduled_files(conf, concern, unit, scheduled, items, script, context):
+def _scheduled_files(settings, concern, unit, scheduled, items, script, context):
     """A scheduled script's files: the script (``script``: its template and
     context), and its timer units with systemd or its cron entry without
     (``<unit>.<key>.jinja`` with ``context``); all absent when it is off."""
 
     def file(key, template, **options):
         item = items[f"{concern}:{key}"]
-        return _from_template(item, template, conf, **options) if scheduled["enabled"] else _absent(item)
+        return _from_template(item, template, settings, **options) if scheduled["enabled"] else _absent(item)
 
     template, script_context = script
     layout = {"script": file("script", template, mode="0755", context=script_context)}
@@ -1140,20 +912,20 @@ def _scheduled_files(conf, concern, unit, scheduled, items, script, context):
     return layout
 
 
-def _health_files(conf, health, items):
+def _health_files(settings, health, items):
     """The "is alive" script, and its timer units with systemd or its cron entry without."""
     context = {k: v for k, v in health.items() if k not in ("files",)}
     script = ("mail-health.sh.jinja", {"shell_vars": health["shell_vars"]})
-    return _scheduled_files(conf, "health", HEALTH_UNIT, health, items, script, context)
+    return _scheduled_files(settings, "health", HEALTH_UNIT, health, items, script, context)
 
 
-def _metrics_files(conf, metrics, items):
+def _metrics_files(settings, metrics, items):
     """The collector, its timer units with systemd or its cron entry without; and, when
     metrics are off, the metrics file it wrote."""
     enabled = metrics["enabled"]
     context = {k: metrics[k] for k in ("script", "interval", "accuracy", "cron_minutes")}
     script = ("mail-metrics.py.jinja", {"collector": metrics["collector"]})
-    layout = _scheduled_files(conf, "metrics", METRICS_UNIT, metrics, items, script, context)
+    layout = _scheduled_files(settings, "metrics", METRICS_UNIT, metrics, items, script, context)
     if not enabled:
         layout["textfile"] = _absent(items["metrics:textfile"])
     return layout
@@ -1172,7 +944,7 @@ def _paths(items, concern, *kinds, guards=None):
     )
 
 
-def cleanup(conf, host, items=None):
+def cleanup(settings, host, items=None):
     """
     What ``mail.clean`` and its per-concern clean states remove, whatever the
     current mode, read off the catalogue: units, every file the formula may
@@ -1185,7 +957,7 @@ def cleanup(conf, host, items=None):
         ``systemd``, ``health_timer_installed``, ``metrics_timer_installed``, ``installed_dropins``,
         ``owned_files`` and ``owned_packages`` (recorded in the state directory).
     """
-    items = items or catalogue(conf, host)
+    items = items or catalogue(settings, host)
     owned = host["owned_packages"]
     postfix_packages = _paths(items, "smtp", "package")[:1]
     state_dir = items["state:state_dir"]["path"]
@@ -1198,7 +970,7 @@ def cleanup(conf, host, items=None):
             "packages": [name for name in postfix_packages if name in owned],
             # A Postfix handed over (mail:take_over:postfix) is removed, not purged: its
             # configuration directory keeps the operator's main.cf.before-mail-formula.
-            "purge": not conf["take_over"]["postfix"],
+            "purge": not settings["take_over"]["postfix"],
             "files": _paths(items, "smtp", "file", guards=("marker",)),
             "tables": _paths(items, "smtp", "table"),
         },
@@ -1206,7 +978,7 @@ def cleanup(conf, host, items=None):
             "packages": [name for name in _paths(items, "msmtp", "package") if name in owned],
             "files": _paths(items, "msmtp", "file", "log_file"),
             "group": items["msmtp:group"]["path"],
-            "sendmail_link": None if conf["lookup"]["msmtp"]["mta_pkg"] else _sendmail_link(items),
+            "sendmail_link": None if settings["lookup"]["msmtp"]["mta_pkg"] else _sendmail_link(items),
         },
         "alerts": {"files": _paths(items, "alerts", "file"), "systemd": host["systemd"]},
         "health": {

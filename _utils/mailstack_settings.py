@@ -333,12 +333,9 @@ def _is_ip_address(value):
 
 
 def _require_tls_name_for_postfix(check, section, upstream):
-    """Postfix matches certificate names only: an IP literal next hop needs the name to expect."""
-    if (
-        _is_ip_address(upstream[SERVER_KEY[section]])
-        and upstream["tls"] != "none"
-        and not upstream["tls_name"]
-    ):
+    """Postfix matches certificate names only: an IP literal next hop needs the
+    name to expect. ``upstream``: a target Postfix relays to."""
+    if _is_ip_address(upstream["host"]) and upstream["tls"] != "none" and not upstream["tls_name"]:
         check.fail(
             f"{section}:tls_name",
             f"is required when mail:{section} has an IP address and TLS: Postfix verifies a certificate"
@@ -524,7 +521,9 @@ def _validate_main_cf(check, main_cf, known_postfix_parameters, managed):
     return result
 
 
-def validate(raw, known_postfix_parameters, in_container, managed_postfix_parameters, templates):
+def validate(
+    raw, known_postfix_parameters, in_container, managed_postfix_parameters, templates, postfix_upstreams
+):
     """
     The settings of ``raw`` (defaults, per-OS data and pillar merged), checked
     and normalized. Raises ``CommandExecutionError`` naming the pillar key of
@@ -538,12 +537,16 @@ def validate(raw, known_postfix_parameters, in_container, managed_postfix_parame
         counts as a container.
     managed_postfix_parameters
         The main.cf parameters the formula sets itself
-        (``mailstack_plan.managed_postfix_parameters``): naming one in
+        (``mailstack_content.managed_postfix_parameters``): naming one in
         ``mail:postfix:main_cf`` gets a message saying where it comes from,
         unless it is a default pillar may tune (``POSTFIX_TUNABLE``).
     templates
-        The formula's templates (``mailstack_plan.TEMPLATES``), which
+        The formula's templates (``mailstack_content.TEMPLATES``), which
         ``mail:tofs:source_files`` may replace.
+    postfix_upstreams
+        Called with the settings and whether this host counts as a container,
+        for where Postfix relays to in each mode (``mailstack_plan.postfix_upstreams``):
+        each upstream there needs its TLS name where it is an IP address.
     """
     check = _Validator(raw)
     mailu = _validate_upstream(check, "mailu", MAILU_TLS)
@@ -579,10 +582,8 @@ def validate(raw, known_postfix_parameters, in_container, managed_postfix_parame
     }
     if settings["mode"] == "mailu" and not mailu["host"]:
         check.fail("mailu:host", "is required when mail:mode is mailu")
-    if not in_container(settings["container"]):
-        _require_tls_name_for_postfix(check, "relay", settings["relay"])
-        if mailu["queue"]:
-            _require_tls_name_for_postfix(check, "mailu", mailu)
+    for section, upstream in postfix_upstreams(settings, in_container(settings["container"])).items():
+        _require_tls_name_for_postfix(check, section, upstream)
     return settings
 
 

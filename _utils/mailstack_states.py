@@ -56,12 +56,12 @@ def _blocked(blocked):
 # ------------------------------------------------------------- the states ---
 
 
-def _init(mail, plan, tplroot):
+def _init(settings, plan, tplroot):
     """Outbound system mail: the leaves of mail.smtp and mail.msmtp directly
     (each file rendered is time), alerts, health, metrics; a marker for the
     whole apply, left first and removed last (``mailstack.status`` shows one
     left by an apply that was cut off)."""
-    state_dir = mail["lookup"]["state_dir"]
+    state_dir = settings["lookup"]["state_dir"]
     return {
         "include": [
             ".smtp.config",
@@ -79,7 +79,7 @@ def _init(mail, plan, tplroot):
     }
 
 
-def _disabled(mail, plan, tplroot):
+def _disabled(settings, plan, tplroot):
     """What the formula says where mail:enabled is false."""
     reason = plan.get("mode_reason", "")
     return {
@@ -87,13 +87,13 @@ def _disabled(mail, plan, tplroot):
     }
 
 
-def _smtp(mail, plan, tplroot):
+def _smtp(settings, plan, tplroot):
     """The local Postfix relay: configured, installed and running where the
     plan wants it, else stopped and removed with its secrets."""
     return {"include": [".config", ".package", ".service"]}
 
 
-def _smtp_config(mail, plan, tplroot):
+def _smtp_config(settings, plan, tplroot):
     """Written before the package is installed, so that Debian's postinst
     keeps main.cf; the password map needs the package's postmap. Without the
     local relay only its password must go."""
@@ -111,7 +111,7 @@ def _smtp_config(mail, plan, tplroot):
             states[f"mail-smtp-config-{key}-table"] = _state(
                 "mailstack.postmapped",
                 name=file["path"],
-                map_type=mail["lookup"]["postfix"]["map_type"],
+                map_type=settings["lookup"]["postfix"]["map_type"],
                 stale_tables=file["stale_tables"],
                 require=[_requisite(f"mail-smtp-config-{key}")],
             )
@@ -129,7 +129,7 @@ def _postfix_watches(plan):
     return watched
 
 
-def _smtp_package(mail, plan, tplroot):
+def _smtp_package(settings, plan, tplroot):
     """Postfix installed where the plan has the local relay (after main.cf, in
     place of msmtp's sendmail), else removed once it is stopped."""
     packages = plan["packages"]
@@ -164,11 +164,11 @@ def _removed(packages, **requisite):
     )
 
 
-def _smtp_service(mail, plan, tplroot):
+def _smtp_service(settings, plan, tplroot):
     """Postfix running (reloaded or restarted when its files change) and
     enabled at boot; without the local relay, stopped before it is removed,
     since no init system may stop it for us."""
-    postfix = mail["lookup"]["postfix"]
+    postfix = settings["lookup"]["postfix"]
     if not plan["postfix"]:
         return {
             "include": [".package"],
@@ -193,12 +193,12 @@ def _smtp_service(mail, plan, tplroot):
     }
 
 
-def _msmtp(mail, plan, tplroot):
+def _msmtp(settings, plan, tplroot):
     """msmtp, the sendmail-compatible client, everywhere; it is sendmail where Postfix is not."""
     return {"include": [".package", ".config", ".sendmail"]}
 
 
-def _msmtp_package(mail, plan, tplroot):
+def _msmtp_package(settings, plan, tplroot):
     packages = plan["packages"]
     return {
         "mail-msmtp-package-installed": _state(
@@ -210,14 +210,14 @@ def _msmtp_package(mail, plan, tplroot):
     }
 
 
-def _msmtp_config(mail, plan, tplroot):
+def _msmtp_config(settings, plan, tplroot):
     """When msmtp itself authenticates, its configuration holds the password:
     only root and the users in mail:senders (through a formula-owned group)
     read it. Salt writes new content with the old file's mode before it
     applies the new one: the file is made private first, so the password is
     never readable by others."""
     files, group = plan["layout"]["msmtp"], plan["senders_group"]
-    state_dir = mail["lookup"]["state_dir"]
+    state_dir = settings["lookup"]["state_dir"]
     msmtprc = files["msmtprc"]
     states = {"include": [".package"]}
     if group["present"]:
@@ -261,7 +261,7 @@ def _msmtp_config(mail, plan, tplroot):
     return states
 
 
-def _msmtp_sendmail(mail, plan, tplroot):
+def _msmtp_sendmail(settings, plan, tplroot):
     """msmtp as sendmail: only once Postfix, which provides its own, is gone;
     where the plan has Postfix, sendmail is Postfix's and nothing is done here."""
     provider = plan["sendmail_provider"]
@@ -283,7 +283,7 @@ def _msmtp_sendmail(mail, plan, tplroot):
     return {"include": [".package", f"{tplroot}.smtp.package"], "mail-msmtp-sendmail": made}
 
 
-def _alerts(mail, plan, tplroot):
+def _alerts(settings, plan, tplroot):
     """Mail mail:admin when a unit of mail:alerts:units fails: an OnFailure=
     drop-in per unit starts mail-alert@<unit>.service."""
     alerts = plan["alerts"]
@@ -305,7 +305,7 @@ def _timer_stopped(timer_dead_id):
     return lambda key, file: [timer_dead_id] if file["needs"]["timer_stopped"] else []
 
 
-def _health(mail, plan, tplroot):
+def _health(settings, plan, tplroot):
     """A daily "<host> is alive" mail to mail:admin: a systemd timer, or a
     cron entry where systemd does not run. Its failure alerts through mail.alerts."""
     health = plan["health"]
@@ -344,7 +344,7 @@ def _timer_dead(concern, scheduled):
     return {f"mail-{concern}-timer-dead": _state("service.dead", name=scheduled["timer"], enable=False)}
 
 
-def _metrics(mail, plan, tplroot):
+def _metrics(settings, plan, tplroot):
     """The mail metrics for node_exporter's textfile collector: the collector
     and its timer, or a cron entry where systemd does not run; all removed when
     off. The collector runs once when it changes."""
@@ -373,7 +373,7 @@ def _metrics(mail, plan, tplroot):
 # ------------------------------------------------------- the clean states ---
 
 
-def _clean(mail, plan, tplroot):
+def _clean(settings, plan, tplroot):
     """Undo everything the formula installs: each concern's clean state, then
     the formula's own directories, only when nothing else is in them."""
     return {
@@ -416,7 +416,7 @@ def _reload_after(concern, clean):
     }
 
 
-def _smtp_clean(mail, plan, tplroot):
+def _smtp_clean(settings, plan, tplroot):
     """Undo the local relay: Postfix stopped and purged if the formula
     installed it, the formula's files in its configuration directory removed."""
     clean, packages = plan["clean"]["smtp"], plan["clean"]["packages"]
@@ -439,7 +439,7 @@ def _smtp_clean(mail, plan, tplroot):
     return states
 
 
-def _msmtp_clean(mail, plan, tplroot):
+def _msmtp_clean(settings, plan, tplroot):
     """Undo msmtp: the packages the formula installed purged, its files (only
     what carries the formula's marker, or what it recorded creating) and the
     senders' group removed, a sendmail symlink the formula made gone."""
@@ -463,7 +463,7 @@ def _msmtp_clean(mail, plan, tplroot):
     return states
 
 
-def _alerts_clean(mail, plan, tplroot):
+def _alerts_clean(settings, plan, tplroot):
     """Undo the failure alerts: the script, its unit and every OnFailure= drop-in."""
     clean = plan["clean"]["alerts"]
     return {
@@ -489,11 +489,11 @@ def _scheduled_clean(concern, plan):
     return states
 
 
-def _health_clean(mail, plan, tplroot):
+def _health_clean(settings, plan, tplroot):
     return _scheduled_clean("health", plan)
 
 
-def _metrics_clean(mail, plan, tplroot):
+def _metrics_clean(settings, plan, tplroot):
     return _scheduled_clean("metrics", plan)
 
 
@@ -521,10 +521,10 @@ STATE_FILES = {
 }
 
 
-def sls(name, tplroot, mail, plan, blocked):
+def sls(name, tplroot, settings, plan, blocked):
     """
     The SLS data of the state file ``name`` (``mail.smtp.config``), for the
-    formula in ``tplroot``: its states from the settings ``mail`` and the
+    formula in ``tplroot``: its states from the (masked) ``settings`` and the
     ``plan``, or, where ``blocked`` names a state (``<tplroot>.error`` or
     ``<tplroot>.disabled``), only the include of that state.
     """
@@ -535,4 +535,4 @@ def sls(name, tplroot, mail, plan, blocked):
         return _blocked(blocked)
     if name != tplroot and below not in STATE_FILES:
         raise ValueError(f"{name} is not a state file of the formula in {tplroot}")
-    return STATE_FILES[below](mail, plan, tplroot)
+    return STATE_FILES[below](settings, plan, tplroot)

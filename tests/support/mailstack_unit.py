@@ -118,6 +118,17 @@ def configure(mailstack):
 # ------------------------------------------------------ pillar and results ---
 
 
+# The first line of the files the formula writes with content.
+HEADER = "# Managed by Salt (mail formula). Local changes are overwritten.\n"
+NULL_CLIENT = {
+    "inet_interfaces": "loopback-only",
+    "mydestination": "",
+    "mynetworks": "127.0.0.0/8 [::1]/128",
+    "local_transport": "error:local delivery disabled",
+    "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+}
+
+
 def mailu(**overrides):
     """Pillar ``mail:mailu`` for a configured Mailu server."""
     return {"host": MAILU_HOST, "user": MAILU_USER, "password": SECRET, **overrides}
@@ -126,6 +137,14 @@ def mailu(**overrides):
 def relay(**overrides):
     """Pillar ``mail:relay`` for an authenticated relayhost."""
     return {"relayhost": RELAY_HOST, "user": "bob", "password": SECRET, **overrides}
+
+
+# Pillars of each way the local Postfix relays: to Mailu, to a relayhost, to the MX.
+POSTFIX_PATHS = [
+    pytest.param({"mailu": mailu(queue=True), "container": False}, id="mailu_queue"),
+    pytest.param({"relay": relay(), "container": False}, id="relay_with_relayhost"),
+    pytest.param({"container": False}, id="relay_to_mx"),
+]
 
 
 def main_cf(plan):

@@ -149,7 +149,7 @@ def _collector_settings(tmp_path, **overrides):
     }
 
 
-MARKER = load_salt_module(REPO / "_utils/mailstack_plan.py", "plan_for_marker").MARKER
+MARKER = load_salt_module(REPO / "_utils/mailstack_content.py", "content_for_marker").MARKER
 
 
 def _render(path, **context):

@@ -309,6 +309,16 @@ def test_probe_runs_once_per_run_and_is_cached_in_context(configure, loopback_se
     assert mailstack.__context__["mailstack.probe"] == first
 
 
+@pytest.mark.parametrize("container", [False, True])
+def test_probe_knocks_where_the_plan_says_the_first_hop_goes(configure, loopback_server, container):
+    server = loopback_server()
+    mailstack = configure({**relay_to(server.port), "container": container})
+
+    result = mailstack.probe()
+
+    assert mailstack.plan()["next_hop"].startswith(f"{result['target']} ")
+
+
 def test_probe_has_nothing_to_probe_when_postfix_delivers_to_mx(configure):
     assert configure({"container": False}).probe() == {
         "reachable": None,

@@ -1,27 +1,28 @@
 """Unit tests for ``_utils/mailstack_plan.py``, through the execution module:
 the plan (mode, container, Postfix or not, packages, what provides
-``sendmail``, where mail goes) and the content of every file it writes
-(``main.cf``, ``msmtprc``, the SASL map, the alias and rewrite tables, where
-msmtp logs), with passwords masked unless asked for, and no line msmtp cannot
-read.
+``sendmail``, where mail goes, where msmtp logs) and which content each mode
+writes, with passwords masked unless asked for. How the content reads (the
+alias and rewrite tables, extra main.cf parameters, msmtp's line limit) is
+``tests/unit/test_mailstack_content.py``'s.
 """
 
 from __future__ import annotations
 
 import pytest
-from salt.exceptions import CommandExecutionError
 
 from tests.support.loader import load_utils
 from tests.support.mailstack_unit import (
     ALIASES,
     DEBIAN_CA,
     FQDN,
+    HEADER,
     MAILU_HOST,
     MAILU_USER,
+    NULL_CLIENT,
+    POSTFIX_PATHS,
     REDHAT_CA,
     RELAY_HOST,
     SECRET,
-    SMARTHOST_ACCOUNT,
     install_and_unwanted,
     mailu,
     main_cf,
@@ -29,16 +30,6 @@ from tests.support.mailstack_unit import (
     names_key,
     relay,
 )
-
-HEADER = "# Managed by Salt (mail formula). Local changes are overwritten.\n"
-NULL_CLIENT = {
-    "inet_interfaces": "loopback-only",
-    "mydestination": "",
-    "mynetworks": "127.0.0.0/8 [::1]/128",
-    "local_transport": "error:local delivery disabled",
-    "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
-}
-
 
 # --------------------------------------------------------------------- plan ---
 
@@ -277,13 +268,6 @@ def test_plan_detects_the_container_when_pillar_says_auto(configure, fake_root):
     assert result["postfix"] is False
 
 
-POSTFIX_PATHS = [
-    pytest.param({"mailu": mailu(queue=True), "container": False}, id="mailu_queue"),
-    pytest.param({"relay": relay(), "container": False}, id="relay_with_relayhost"),
-    pytest.param({"container": False}, id="relay_to_mx"),
-]
-
-
 @pytest.mark.parametrize("pillar", POSTFIX_PATHS)
 def test_plan_postfix_is_a_loopback_only_null_client(configure, pillar):
     cf = main_cf(configure(pillar).plan())
@@ -399,151 +383,6 @@ def test_plan_queued_mailu_with_non_address_user_has_no_sender_rewrite(configure
     assert "allow_from_override" not in msmtprc(result)
 
 
-# ------------------------------------------------------------- msmtp limits ---
-
-
-LONG_LOCAL = "a" * 490
-
-
-TOO_LONG_FOR_MSMTP = [
-    pytest.param({"from": f"{LONG_LOCAL}@example.org"}, "mail:from", id="from"),
-    pytest.param({"admin": f"{LONG_LOCAL}@example.org"}, "mail:admin", id="admin"),
-    pytest.param({"mailu": mailu(user="u" * 495)}, "mail:mailu:user", id="mailu_user"),
-    pytest.param({"mailu": mailu(password="p" * 489)}, "mail:mailu:password", id="mailu_password"),
-    pytest.param({"relay": relay(password="p" * 489)}, "mail:relay:password", id="relay_password"),
-    pytest.param({"relay": relay(ca_file="/" + "c" * 484)}, "mail:relay:ca_file", id="relay_ca_file"),
-    pytest.param({"lookup": {"ca_bundle": "/" + "c" * 484}}, "mail:lookup:ca_bundle", id="ca_bundle"),
-]
-
-
-@pytest.mark.parametrize(("pillar", "key"), TOO_LONG_FOR_MSMTP)
-def test_value_making_an_msmtp_line_longer_than_499_characters_is_rejected(configure, pillar, key):
-    with pytest.raises(CommandExecutionError) as raised:
-        configure(pillar).settings()
-
-    message = str(raised.value)
-    assert names_key(message, key), message
-    assert "too long for msmtp" in message
-    assert "p" * 100 not in message
-
-
-def test_password_making_an_msmtp_line_of_exactly_499_characters_is_accepted(configure):
-    password = "p" * 488  # 'password "' + 488 + '"' = 499
-    conf = configure({"mailu": mailu(password=password)})
-
-    line = dict(conf.plan(include_secrets=True)["files"]["msmtprc"])["password"]
-    assert len(f"password {line}") == 499
-    assert conf.settings(include_secrets=True)["mailu"]["password"] == password
-
-
-# ------------------------------------------------------------------ aliases ---
-
-
-def test_plan_postfix_expands_aliases_through_virtual_alias_maps(configure):
-    result = configure({"aliases": ALIASES, "container": False}).plan()
-
-    assert main_cf(result)["virtual_alias_maps"] == "regexp:/etc/postfix/virtual_alias"
-    domains = r"node1\.example\.org|node1|localhost|localhost\.localdomain"
-    assert result["files"]["virtual_alias"] == HEADER + (
-        rf"/^(backup\.job(@({domains}))?)$/ ops@example.net" + "\n"
-        rf"/^(www-data(@({domains}))?)$/ web@example.org, dev@example.org" + "\n"
-    )
-
-
-def test_plan_postfix_keeps_aliased_names_out_of_the_admin_rewrite(configure):
-    result = configure({"admin": "ops@example.org", "aliases": ALIASES, "container": False}).plan()
-
-    lines = result["files"]["recipient_canonical"].removeprefix(HEADER).splitlines()
-    domains = r"node1\.example\.org|node1|localhost|localhost\.localdomain"
-    assert lines == [
-        rf"/^(backup\.job(@({domains}))?)$/ ${{1}}",
-        rf"/^(www-data(@({domains}))?)$/ ${{1}}",
-        rf"/^[^@]+@({domains})$/ ops@example.org",
-        "/^[^@]+$/ ops@example.org",
-    ]
-
-
-def test_plan_without_aliases_has_no_virtual_alias_map(configure):
-    result = configure({"admin": "ops@example.org", "container": False}).plan()
-
-    assert "virtual_alias_maps" not in main_cf(result)
-    assert result["files"]["virtual_alias"] == ""
-
-
-def test_plan_msmtp_aliases_file_lists_aliases_then_the_admin_default(configure):
-    result = configure({"admin": "ops@example.org", "aliases": ALIASES, "mailu": mailu()}).plan()
-
-    assert msmtprc(result)["aliases"] == "/etc/aliases.msmtp"
-    assert result["files"]["msmtp_aliases"] == HEADER + (
-        "backup.job: ops@example.net\nwww-data: web@example.org, dev@example.org\ndefault: ops@example.org\n"
-    )
-
-
-def test_plan_msmtp_uses_the_aliases_file_for_aliases_without_admin(configure):
-    result = configure({"aliases": {"root": "ops@example.org"}, "mailu": mailu()}).plan()
-
-    assert msmtprc(result)["aliases"] == "/etc/aliases.msmtp"
-    assert result["files"]["msmtp_aliases"] == HEADER + "root: ops@example.org\n"
-
-
-# ------------------------------------------------------------ extra main.cf ---
-
-
-EXTRA = {
-    "message_size_limit": 20480000,
-    "maximal_queue_lifetime": "2d",
-    "smtp_tls_mandatory_protocols": ["!SSLv2", "!SSLv3", "!TLSv1", "!TLSv1.1"],
-    "smtputf8_enable": False,
-    "bounce_queue_lifetime": 1.5,
-}
-
-
-@pytest.mark.parametrize("pillar", POSTFIX_PATHS)
-def test_plan_main_cf_merges_extra_parameters_as_postfix_values(configure, pillar):
-    result = configure({**pillar, "postfix": {"main_cf": EXTRA}}).plan()
-
-    params = main_cf(result)
-    assert params["message_size_limit"] == "20480000"
-    assert params["maximal_queue_lifetime"] == "2d"
-    assert params["smtp_tls_mandatory_protocols"] == "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"
-    assert params["smtputf8_enable"] == "no"
-    assert params["bounce_queue_lifetime"] == "1.5"
-    assert {key: params[key] for key in NULL_CLIENT} == NULL_CLIENT
-
-
-# ------------------------------------------------------------- relay sender ---
-
-
-def test_plan_relay_sender_rewrites_envelope_and_from_header_in_postfix(configure):
-    result = configure({"relay": relay(sender=SMARTHOST_ACCOUNT), "container": False}).plan()
-
-    params = main_cf(result)
-    assert params["sender_canonical_maps"] == f"static:{SMARTHOST_ACCOUNT}"
-    assert params["sender_canonical_classes"] == "envelope_sender, header_sender"
-    assert result["summary"]["sender"] == SMARTHOST_ACCOUNT
-    # msmtp talks to the local Postfix, which rewrites: msmtp leaves the sender alone.
-    assert "set_from_header" not in msmtprc(result)
-
-
-def test_plan_relay_sender_sets_msmtp_from_and_from_header_where_msmtp_talks_to_the_relayhost(configure):
-    result = configure({"relay": relay(sender=SMARTHOST_ACCOUNT), "container": True}).plan()
-
-    lines = msmtprc(result)
-    assert lines["host"] == RELAY_HOST
-    assert lines["from"] == SMARTHOST_ACCOUNT
-    assert lines["set_from_header"] == "on"
-    assert lines["allow_from_override"] == "off"
-
-
-def test_plan_relay_sender_is_ignored_in_mailu_mode(configure):
-    result = configure(
-        {"relay": relay(sender=SMARTHOST_ACCOUNT), "mailu": mailu(queue=True), "container": False}
-    ).plan()
-
-    assert main_cf(result)["sender_canonical_maps"] == f"static:{MAILU_USER}"
-    assert main_cf(result)["sender_canonical_classes"] == "envelope_sender"
-
-
 # ---------------------------------------------------------------- msmtp log ---
 
 
@@ -592,43 +431,6 @@ def test_msmtp_logfile_is_roots_alone_where_only_root_sends(configure, fake_root
     assert ("logfile", "/var/log/msmtp.log") in result["files"]["msmtprc"]
     assert ("syslog", "LOG_MAIL") not in result["files"]["msmtprc"]
     assert result["files"]["msmtp_log"] == {"logfile": "/var/log/msmtp.log", "mode": "0600"}
-
-
-# ---------------------------------------------------- IPv6 and IP next hops ---
-
-
-def test_ipv6_relayhost_is_bracketed_alike_in_relayhost_and_the_sasl_map(configure):
-    result = configure(
-        {"relay": relay(relayhost="2001:db8::25", tls_name=RELAY_HOST), "container": False}
-    ).plan(include_secrets=True)
-
-    assert main_cf(result)["relayhost"] == "[2001:db8::25]:587"
-    assert result["files"]["sasl_passwd"] == f"[2001:db8::25]:587 bob:{SECRET}\n"
-    assert main_cf(result)["smtp_tls_secure_cert_match"] == RELAY_HOST
-
-
-def test_queued_ipv6_mailu_is_bracketed_alike_in_relayhost_and_the_sasl_map(configure):
-    result = configure(
-        {"mailu": mailu(host="::1", tls_name=MAILU_HOST, queue=True), "container": False}
-    ).plan(include_secrets=True)
-
-    assert main_cf(result)["relayhost"] == "[::1]:465"
-    assert result["files"]["sasl_passwd"].startswith("[::1]:465 ")
-    assert main_cf(result)["smtp_tls_secure_cert_match"] == MAILU_HOST
-
-
-def test_direct_ipv6_mailu_lets_msmtp_verify_the_address_or_the_tls_name(configure):
-    plain = msmtprc(configure({"mailu": mailu(host="::1")}).plan())
-    named = msmtprc(configure({"mailu": mailu(host="::1", tls_name=MAILU_HOST)}).plan())
-
-    assert plain["host"] == "::1" and "tls_host_override" not in plain
-    assert named["tls_host_override"] == MAILU_HOST
-
-
-def test_hostname_next_hop_keeps_matching_the_nexthop_name(configure):
-    result = configure({"relay": relay(), "container": False}).plan()
-
-    assert main_cf(result)["smtp_tls_secure_cert_match"] == "nexthop, dot-nexthop"
 
 
 # ----------------------------------------------- the files, state by state ---

@@ -13,7 +13,6 @@ from __future__ import annotations
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.support.loader import REPO, load_salt_module
 from tests.support.mailstack_unit import (
     ALIASES,
     DEBIAN_CA,
@@ -484,32 +483,6 @@ def test_main_cf_refuses_every_parameter_not_on_the_tunable_list(configure, name
     message = str(raised.value)
     assert names_key(message, f"mail:postfix:main_cf:{name}"), message
     assert "not one of the parameters pillar may tune" in message or "managed by the formula" in message
-
-
-def test_every_tunable_main_cf_parameter_is_known_to_postfix_3_7():
-    shipped = (REPO / "mail/files/postfix-parameters.txt").read_text().split()
-    settings = load_salt_module(REPO / "_utils/mailstack_settings.py", "settings_under_test")
-
-    plan = load_salt_module(REPO / "_utils/mailstack_plan.py", "plan_under_test")
-
-    assert set(settings.POSTFIX_TUNABLE) <= set(shipped)
-    # The one parameter the formula writes that pillar may tune: its default, "all".
-    assert set(settings.POSTFIX_TUNABLE) & plan.managed_postfix_parameters() == {"inet_protocols"}
-
-
-def test_the_managed_main_cf_parameters_are_what_the_plan_writes(configure):
-    plan = load_salt_module(REPO / "_utils/mailstack_plan.py", "plan_under_test")
-    managed = plan.managed_postfix_parameters()
-    written = configure({"relay": relay(), "admin": "ops@example.org", "container": False}).plan()
-
-    assert set(written["files"]["main_cf"]) <= managed
-    assert {
-        "inet_interfaces",
-        "mynetworks",
-        "relayhost",
-        "smtp_sasl_password_maps",
-        "maillog_file",
-    } <= managed
 
 
 def test_empty_main_cf_does_not_run_postconf(configure):
