@@ -14,7 +14,6 @@ by Message-ID.
 from __future__ import annotations
 
 import contextlib
-import json
 import pathlib
 import re
 import shutil
@@ -38,6 +37,7 @@ from tests.fleet.conftest import (
     record,
 )
 from tests.support import machines, ssh_machines
+from tests.support.fleet import SaltRun
 
 RUNS = 5
 # name -> (base image, address, SSH user, the recipe's roster address); as in
@@ -49,33 +49,11 @@ TARGETS = {
 }
 
 
-class SshRun:
-    def __init__(self, completed, seconds):
-        self.returncode = completed.returncode
-        self.stdout = completed.stdout
-        self.stderr = completed.stderr
-        self.seconds = seconds
-        try:
-            self.data = json.loads(completed.stdout) if completed.stdout.strip() else {}
-        except ValueError:
-            self.data = {}
+class SshRun(SaltRun):
+    """One ``salt-ssh`` command: as a ``salt`` one, and the plain return of a target."""
 
     def ret(self, target):
         return self.data.get(target)
-
-    def states(self, target):
-        value = self.data.get(target)
-        assert isinstance(value, dict), f"no state return from {target}: {self!r}"
-        return {state["__id__"]: state for state in value.values()}
-
-    def changed(self, target):
-        return {sid: s["changes"] for sid, s in self.states(target).items() if s["changes"]}
-
-    def failed(self, target):
-        return {sid: s["comment"] for sid, s in self.states(target).items() if s["result"] is False}
-
-    def __repr__(self):
-        return f"SshRun({self.returncode}, stdout={self.stdout[-4000:]!r}, stderr={self.stderr[-2000:]!r})"
 
 
 class SshFleet:
