@@ -199,7 +199,7 @@ def _settings():
     pillar = __pillar__.get("mail")
     cached = __context__.get("mailstack.settings")
     if cached is None or cached[0] != pillar:
-        __context__.pop("mailstack.ownership_error", None)
+        __context__.pop("mailstack.facts", None)
         __context__["mailstack.settings"] = (
             copy.deepcopy(pillar),
             _validated(_merged_raw()),
@@ -359,26 +359,40 @@ class _FormulaUtils:
         return plans[key]
 
 
+def _run_cache(name):
+    """The entries of ``__context__[name]`` that belong to this run. Salt runs
+    every state run on a copy of ``__context__``: what a direct call of a
+    long-lived minion left in it before is not this run's, and is dropped."""
+    context = _resolved(__context__)
+    run, entries = context.get(name, (None, None))
+    if run != id(context):
+        entries = {}
+        context[name] = (id(context), entries)
+    return entries
+
+
 def _facts(settings, mask, check_ownership=True):
-    """The host facts (``mailstack_facts.gather``). What is in the way of the
-    formula (``ownership_error``) is checked once per run and pillar, where
-    ``check_ownership`` asks for it (only what may change the host does)."""
-    checked = __context__.get("mailstack.ownership_error") if check_ownership else ""
-    facts = __utils__["mailstack_facts.gather"](
-        _FormulaUtils(),
-        _resolved(__salt__),
-        _resolved(__grains__),
-        settings,
-        FS_ROOT,
-        _formula_dir(),
-        mask,
-        check_ownership=checked is None and mask is not None,
-    )
-    if mask is not None and check_ownership:
-        if checked is None:
-            __context__["mailstack.ownership_error"] = facts["ownership_error"]
-        facts["ownership_error"] = __context__["mailstack.ownership_error"]
-    return facts
+    """The host facts (``mailstack_facts.gather``), gathered once per run and
+    pillar for each ``mask``: every state file and template of an apply
+    decides from the same facts. What is in the way of the formula
+    (``ownership_error``) is checked where ``check_ownership`` asks for it
+    (only what may change the host does)."""
+    check = check_ownership and mask is not None
+    cache = _run_cache("mailstack.facts")
+    if (mask, check) not in cache:
+        if not check and (mask, True) in cache:
+            return cache[(mask, True)]
+        cache[(mask, check)] = __utils__["mailstack_facts.gather"](
+            _FormulaUtils(),
+            _resolved(__salt__),
+            _resolved(__grains__),
+            settings,
+            FS_ROOT,
+            _formula_dir(),
+            mask,
+            check_ownership=check,
+        )
+    return cache[(mask, check)]
 
 
 def _plan(include_secrets):
@@ -438,15 +452,15 @@ def plan(include_secrets=False, tplroot=None):
     return _plan(include_secrets)
 
 
-def mapdata(sls="mail", tplroot=None):
+def mapdata(sls="mail", tplroot=None, rendered=None):
     """
     What every state file of the formula asks, in one call: ``error`` (why
     nothing may change: invalid pillar, or what is not the formula's in the
     way; empty when all is well), ``blocked`` (the state to include instead of
     any other: ``<tplroot>.error``, or ``<tplroot>.disabled`` when mail is
     disabled, except for the clean states), ``mail`` (the settings), ``plan``
-    and ``sls``: the states of the state file ``sls``, which it renders as
-    they are. Passwords masked. The work is ``mailstack_facts.mapdata``'s, on
+    and ``sls``: the states of the state file ``sls`` and of the state files
+    it includes, which it renders as they are. Passwords masked. The work is ``mailstack_facts.mapdata``'s, on
     the settings and ``mailstack_facts.gather``'s host facts.
 
     sls
@@ -454,6 +468,10 @@ def mapdata(sls="mail", tplroot=None):
         is the formula's, so they are not refused for what a write would be.
     tplroot
         As for ``mailstack.settings``.
+    rendered
+        The state files Salt rendered before this one in the same run (the
+        state files pass Jinja's ``rendered_sls``): ``sls`` leaves out the
+        states they hold, so that each state is declared once.
 
     CLI Example:
 
@@ -477,7 +495,9 @@ def mapdata(sls="mail", tplroot=None):
     except CommandExecutionError as exc:
         return __utils__["mailstack_facts.refused"](_resolved(__utils__), str(exc), sls, tplroot)
     facts = _facts(settings, MASK)
-    return __utils__["mailstack_facts.mapdata"](_FormulaUtils(), settings, facts, sls, tplroot, MASK)
+    return __utils__["mailstack_facts.mapdata"](
+        _FormulaUtils(), settings, facts, sls, tplroot, MASK, sorted(rendered or ())
+    )
 
 
 # ----------------------------------------------------------------- probe ---

@@ -869,7 +869,7 @@ def apply_finished(name):
     return _ret(name, True, "apply finished")
 
 
-def ssh_plan_checked(name, digest, sls="mail", tplroot=None, files=None):
+def ssh_plan_checked(name, digest, sls="mail", tplroot=None, files=None, rendered=()):
     """
     Under salt-ssh, the first state of ``mail`` and ``mail.clean`` (``failhard``):
     decide ``mailstack.mapdata`` here on the target, with the pillar salt-ssh
@@ -878,10 +878,11 @@ def ssh_plan_checked(name, digest, sls="mail", tplroot=None, files=None):
     what the control host cannot see count: a file in the way that is not the
     formula's, a group, a corrupt record. ``files`` names what the module reads
     from the file server (``salt://<tplroot>/parameters``), so that salt-ssh
-    ships it with the states. Read-only: no changes, the same in test mode.
+    ships it with the states; ``rendered``, the state files rendered before
+    ``sls`` (``mailstack.mapdata``). Read-only: no changes, the same in test mode.
     """
     __utils__["mailstack_ssh.forget_shipped_pillar"](__opts__)
-    data = __salt__["mailstack.mapdata"](sls, tplroot)
+    data = __salt__["mailstack.mapdata"](sls, tplroot, rendered)
     if data["error"]:
         return _ret(name, False, data["error"])
     found = __utils__["mailstack_ssh.digest"](data)

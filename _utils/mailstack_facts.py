@@ -174,7 +174,7 @@ def record_error(record_problem):
     )
 
 
-def mapdata(utils, settings, facts, sls="mail", tplroot="mail", mask="********"):
+def mapdata(utils, settings, facts, sls="mail", tplroot="mail", mask="********", rendered=()):
     """
     What ``mailstack.mapdata`` returns for the state file ``sls``, from the
     validated ``settings`` (with secrets) and the ``facts`` of ``gather``
@@ -182,15 +182,37 @@ def mapdata(utils, settings, facts, sls="mail", tplroot="mail", mask="********")
     include instead: ``<tplroot>.error``, or ``<tplroot>.disabled`` when mail
     is disabled, except for the clean states), ``mail`` (the settings,
     passwords masked), ``plan`` and ``sls`` (the state file's states,
-    ``mailstack_states.sls``).
+    ``mailstack_states.sls``, without those of the state files in ``rendered``).
     """
-    cleaning = sls.rsplit(".", 1)[-1] == "clean"
-    error = record_error(facts["record_problem"]) if facts["record_problem"] else ""
-    error = error or ("" if cleaning else facts["ownership_error"])
+    error = _error(facts, sls)
     if error:
         return refused(utils, error, sls, tplroot)
     masked = utils["mailstack_settings.masked"](settings, mask)
-    return _answer(utils, sls, tplroot, masked, plan(utils, settings, facts), cleaning)
+    built = plan(utils, settings, facts)
+    # A state file rendered before that was blocked holds no states.
+    earlier = [name.split(":", 1)[-1] for name in rendered]
+    holding = [name for name in earlier if not _blocked(name, tplroot, built, _error(facts, name))]
+    return _answer(utils, sls, tplroot, masked, built, rendered=holding)
+
+
+def _cleaning(sls):
+    return sls.rsplit(".", 1)[-1] == "clean"
+
+
+def _error(facts, sls):
+    """Why the state file ``sls`` may change nothing, or ``""``: a corrupt
+    record stops every state file, what is in the way all but the clean
+    ones (they only remove what is the formula's)."""
+    if facts["record_problem"]:
+        return record_error(facts["record_problem"])
+    return "" if _cleaning(sls) else facts["ownership_error"]
+
+
+def _blocked(sls, tplroot, plan, error):
+    """The state the state file ``sls`` includes instead of its own, or ``""``."""
+    if error:
+        return f"{tplroot}.error"
+    return f"{tplroot}.disabled" if plan["mode"] == "disabled" and not _cleaning(sls) else ""
 
 
 def refused(utils, error, sls="mail", tplroot="mail"):
@@ -199,15 +221,12 @@ def refused(utils, error, sls="mail", tplroot="mail"):
     return _answer(utils, sls, tplroot, {}, {"mode": "invalid"}, error=error)
 
 
-def _answer(utils, sls, tplroot, masked, plan, cleaning=False, error=""):
-    if error:
-        blocked = f"{tplroot}.error"
-    else:
-        blocked = f"{tplroot}.disabled" if plan["mode"] == "disabled" and not cleaning else ""
+def _answer(utils, sls, tplroot, masked, plan, error="", rendered=()):
+    blocked = _blocked(sls, tplroot, plan, error)
     return {
         "error": error,
         "blocked": blocked,
         "mail": masked,
         "plan": plan,
-        "sls": utils["mailstack_states.sls"](sls, tplroot, masked, plan, blocked),
+        "sls": utils["mailstack_states.sls"](sls, tplroot, masked, plan, blocked, rendered),
     }

@@ -3,7 +3,8 @@ The states of the ``mail`` formula, generated from the plan: what each state
 file holds (``sls``), as the SLS data structure Salt renders it to.
 
 Every state file of the formula is the same three lines: it asks
-``mailstack.mapdata`` for its SLS once and writes it out. The decisions
+``mailstack.mapdata`` for its SLS once and writes it out, with the states of
+the state files it includes in it (``sls``). The decisions
 (which files, which requisites, which timer runs) are the plan's
 (``mailstack_plan.build``); this file only turns the plan's entries into
 states, with the IDs, arguments and requisites Salt needs. A state file that
@@ -57,23 +58,12 @@ def _blocked(blocked):
 
 
 def _init(settings, plan, tplroot):
-    """Outbound system mail: the leaves of mail.smtp and mail.msmtp directly
-    (each file rendered is time), alerts, health, metrics; a marker for the
-    whole apply, left first and removed last (``mailstack.status`` shows one
-    left by an apply that was cut off)."""
+    """Outbound system mail: the local relay or its removal, msmtp, alerts,
+    health, metrics; a marker for the whole apply, left first and removed last
+    (``mailstack.status`` shows one left by an apply that was cut off)."""
     state_dir = settings["lookup"]["state_dir"]
     return {
-        "include": [
-            ".smtp.config",
-            ".smtp.package",
-            ".smtp.service",
-            ".msmtp.package",
-            ".msmtp.config",
-            ".msmtp.sendmail",
-            ".alerts",
-            ".health",
-            ".metrics",
-        ],
+        "include": [".smtp", ".msmtp", ".alerts", ".health", ".metrics"],
         "mail-apply-started": _state("mailstack.apply_started", name=state_dir, order=1),
         "mail-apply-finished": _state("mailstack.apply_finished", name=state_dir, order="last"),
     }
@@ -521,18 +511,94 @@ STATE_FILES = {
 }
 
 
-def sls(name, tplroot, settings, plan, blocked):
+def sls(name, tplroot, settings, plan, blocked, rendered=()):
     """
     The SLS data of the state file ``name`` (``mail.smtp.config``), for the
     formula in ``tplroot``: its states from the (masked) ``settings`` and the
     ``plan``, or, where ``blocked`` names a state (``<tplroot>.error`` or
     ``<tplroot>.disabled``), only the include of that state.
+
+    The state files it includes are not left for Salt to fetch and render one
+    by one: their states are in it (each with the ``__sls__`` of its own state
+    file, so ``exclude`` and ``sls`` requisites still find them), except those
+    a state file in ``rendered`` (Salt's ``rendered_sls``: the state files this
+    run rendered before, ``saltenv:name``) already holds. Applying ``mail``
+    with ``mail.smtp`` in one run therefore declares every state once.
     """
-    below = name[len(tplroot) + 1 :] if name.startswith(f"{tplroot}.") else ""
+    below = _below(name, tplroot)
     if below == "error":
         return {}  # error.sls states the error itself (map.jinja), with or without this module
     if blocked and blocked != name:
         return _blocked(blocked)
-    if name != tplroot and below not in STATE_FILES:
+    if below is None or below not in STATE_FILES:
         raise ValueError(f"{name} is not a state file of the formula in {tplroot}")
-    return STATE_FILES[below](settings, plan, tplroot)
+    tree = _Tree(tplroot, settings, plan)
+    held = set()
+    for earlier in rendered or ():
+        earlier = earlier.split(":", 1)[-1]
+        if earlier != name and _below(earlier, tplroot) in STATE_FILES:
+            held |= tree.files_in(earlier)
+    return tree.states(name, held)
+
+
+def _below(name, tplroot):
+    """``name`` below the formula's directory (``smtp.config``; ``""`` for
+    ``tplroot`` itself), or ``None`` for a state file of another formula."""
+    if name == tplroot:
+        return ""
+    return name[len(tplroot) + 1 :] if name.startswith(f"{tplroot}.") else None
+
+
+class _Tree:
+    """The formula's state files and what each includes, for one plan."""
+
+    def __init__(self, tplroot, settings, plan):
+        self.tplroot, self.settings, self.plan = tplroot, settings, plan
+        self.data = {}
+
+    def _own(self, name):
+        """The states of the state file ``name`` alone, and the state files it includes."""
+        if name not in self.data:
+            states = dict(STATE_FILES[_below(name, self.tplroot)](self.settings, self.plan, self.tplroot))
+            included = [self._absolute(include, name) for include in states.pop("include", [])]
+            self.data[name] = (states, included)
+        return self.data[name]
+
+    def _absolute(self, include, name):
+        """An include as Salt resolves it: ``.config`` relative to the package of ``name``."""
+        if not include.startswith("."):
+            return include
+        rest = include.lstrip(".")
+        levels = len(include) - len(rest)
+        below = _below(name, self.tplroot)
+        is_package = below == "" or any(other.startswith(f"{below}.") for other in STATE_FILES)
+        parts = name.split(".") + (["init"] if is_package else [])
+        return ".".join(parts[:-levels] + [rest])
+
+    def files_in(self, name):
+        """``name`` and every state file it includes, however deep."""
+        found, todo = set(), [name]
+        while todo:
+            current = todo.pop()
+            if current not in found:
+                found.add(current)
+                todo.extend(self._own(current)[1])
+        return found
+
+    def states(self, name, held):
+        """The states of ``name`` and of what it includes, except the state files
+        in ``held``: included ones first, depth first, as Salt orders them."""
+        states, done = {}, set(held)
+
+        def visit(current):
+            if current in done:
+                return
+            done.add(current)
+            own, included = self._own(current)
+            for include in included:
+                visit(include)
+            for state_id, state in own.items():
+                states[state_id] = {**state, "__sls__": current}
+
+        visit(name)
+        return states

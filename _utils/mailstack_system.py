@@ -62,16 +62,55 @@ def unpacked_packages(pkgs, root="/"):
     return sorted(name for name in pkgs if _unpacked_by_dpkg(name, root))
 
 
+# dpkg's database of package states (dpkg(1), FILES), one deb822 paragraph
+# per package and architecture; changes not yet folded in wait in its journal.
+DPKG_STATUS = "var/lib/dpkg/status"
+
+
+def _installed_by_dpkg_status(pkgs, root):
+    """Those of ``pkgs`` dpkg's status file has ``installed``, or ``None``
+    where it cannot tell: the file is unreadable, or dpkg's journal holds
+    changes not yet folded into it."""
+    if dpkg_journal(root):
+        return None
+    try:
+        with open(os.path.join(root, DPKG_STATUS), "rb") as status:
+            text = b"\n" + status.read()
+    except OSError:
+        return None
+    return {name for name in pkgs if any(_says_installed(p) for p in _paragraphs_of(name, text))}
+
+
+def _paragraphs_of(name, text):
+    """The paragraphs of package ``name`` (one per architecture) in dpkg's status file."""
+    field = f"\nPackage: {name}\n".encode()
+    start = text.find(field)
+    while start != -1:
+        end = text.find(b"\n\n", start + 1)
+        yield text[start : end if end != -1 else len(text)]
+        start = text.find(field, start + 1)
+
+
+def _says_installed(paragraph):
+    """Whether the ``Status:`` of a paragraph ends in ``installed`` (as ``dpkg-query`` reports it)."""
+    statuses = [line.split() for line in paragraph.splitlines() if line.startswith(b"Status: ")]
+    return any(status[-1:] == [b"installed"] for status in statuses)
+
+
 def installed_packages(salt, grains, pkgs, root="/"):
-    """Which of ``pkgs`` are installed. On Debian one ``dpkg-query`` for just
-    those of these names dpkg has a file list of (none: no query; exit status
-    1: some are unknown to dpkg, so not installed); elsewhere, or when
-    dpkg-query fails, Salt's ``pkg.list_pkgs``, which lists every package of
-    the system."""
+    """Which of ``pkgs`` are installed. On Debian, read from dpkg's status
+    file for just those of these names dpkg has a file list of (none: nothing
+    to read), or, where the file cannot tell, one ``dpkg-query`` for them
+    (exit status 1: some are unknown to dpkg, so not installed); elsewhere,
+    or when dpkg-query fails, Salt's ``pkg.list_pkgs``, which lists every
+    package of the system."""
     if grains.get("os_family") == "Debian":
         pkgs = [name for name in pkgs if _unpacked_by_dpkg(name, root)]
         if not pkgs:
             return set()
+        installed = _installed_by_dpkg_status(pkgs, root)
+        if installed is not None:
+            return installed
         query = ["dpkg-query", "--show", "--showformat=${Package} ${Status}\\n", "--", *pkgs]
         out = run(salt, query)
         if out["retcode"] in (0, 1):

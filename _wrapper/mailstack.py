@@ -215,7 +215,7 @@ def _unsupported_salt():
     return ""
 
 
-def mapdata(sls="mail", tplroot=None):
+def mapdata(sls="mail", tplroot=None, rendered=None):
     """
     ``mailstack.mapdata`` for salt-ssh: decided on the control host (see the
     module's docstring); ``mail`` and ``mail.clean`` start with the check of
@@ -237,20 +237,28 @@ def mapdata(sls="mail", tplroot=None):
         return _error(str(exc), tplroot)
     if decided.error:
         return _error(decided.error, tplroot)
+    rendered = sorted(rendered or ())
     result = decided.utils["mailstack_facts.mapdata"](
-        decided.module._FormulaUtils(), decided.settings, decided.facts, sls, tplroot, decided.module.MASK
+        decided.module._FormulaUtils(),
+        decided.settings,
+        decided.facts,
+        sls,
+        tplroot,
+        decided.module.MASK,
+        rendered,
     )
     if not result["blocked"] and sls in (tplroot, f"{tplroot}.clean"):
-        result["sls"]["mail-ssh-plan-checked"] = _plan_checked(decided.utils, result, sls, tplroot)
+        result["sls"]["mail-ssh-plan-checked"] = _plan_checked(decided.utils, result, sls, tplroot, rendered)
     return result
 
 
-def _plan_checked(utils, result, sls, tplroot):
+def _plan_checked(utils, result, sls, tplroot, rendered):
     """The state that checks on the target that its plan is the one decided here."""
     args = {
         "digest": utils["mailstack_ssh.digest"](result),
         "sls": sls,
         "tplroot": tplroot,
+        "rendered": rendered,
         "files": [f"salt://{tplroot}/{ref}" for ref in FILE_REFS],
         "order": 0,
         "failhard": True,

@@ -1,5 +1,5 @@
 {#- A daily "<host> is alive" mail to mail:admin: a systemd timer, or a cron entry.
     The states are mailstack_states' (_utils/mailstack_states.py), from the plan. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt else {'sls': dict(include=[tplroot ~ '.error'])} %}
+{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot, rendered_sls) if 'mailstack.mapdata' in salt else {'sls': dict(include=[tplroot ~ '.error'])} %}
 {{ mapdata.sls | tojson }}

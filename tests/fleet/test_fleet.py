@@ -96,7 +96,7 @@ def test_second_apply_over_the_fleet_changes_nothing_on_any_node(fleet, first_ap
 # ---------------------------------------------------------- 6. fleet figures ---
 
 
-BENCH_RUNS = 5
+BENCH_RUNS = 7
 
 
 def _timed_salt_call(machine, *args):

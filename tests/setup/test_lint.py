@@ -77,7 +77,7 @@ def test_code_that_runs_on_a_minion_fails_the_lint_with_syntax_newer_than_salt_3
 # (_utils/mailstack_states.py, from the plan).
 SLS_HEADER = (
     "{%- set tplroot = tpldir.split('/')[0] %}\n"
-    "{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot) if 'mailstack.mapdata' in salt"
+    "{%- set mapdata = salt['mailstack.mapdata'](sls, tplroot, rendered_sls) if 'mailstack.mapdata' in salt"
     " else {'sls': dict(include=[tplroot ~ '.error'])} %}\n"
     "{{ mapdata.sls | tojson }}\n"
 )

@@ -27,8 +27,13 @@ def _states(mapdata):
 
 
 def _args(state):
-    ((function, args),) = state.items()
+    ((function, args),) = ((key, value) for key, value in state.items() if not key.startswith("__"))
     return function, {name: value for arg in args for name, value in arg.items()}
+
+
+def _of(mapdata, sls):
+    """The states ``mapdata`` holds for the state file ``sls``."""
+    return {state_id for state_id, state in _states(mapdata).items() if state["__sls__"] == sls}
 
 
 def test_the_password_map_needs_the_package_and_its_table_and_postfix_watches_every_file(configure):
@@ -105,12 +110,12 @@ def test_postfix_is_reloaded_when_a_file_or_the_password_table_changes(configure
 def test_without_the_local_relay_postfix_is_stopped_and_removed(configure):
     mailstack = configure({"mailu": mailu(), "container": False})
 
-    service = _states(mailstack.mapdata("mail.smtp.service"))
+    service = mailstack.mapdata("mail.smtp.service")
     package = mailstack.mapdata("mail.smtp.package")
 
-    assert set(service) == {"mail-smtp-service-not-wanted", "mail-smtp-service-dead"}
-    assert package["sls"]["include"] == [".service"]
-    assert set(_states(package)) == {"mail-smtp-package-removed"}
+    assert _of(service, "mail.smtp.service") == {"mail-smtp-service-not-wanted", "mail-smtp-service-dead"}
+    assert _of(package, "mail.smtp.package") == {"mail-smtp-package-removed"}
+    assert _of(package, "mail.smtp.service") == _of(service, "mail.smtp.service")
 
 
 def test_the_password_map_is_postmapped_only_where_it_is_written(configure):
@@ -152,8 +157,42 @@ def test_every_state_passes_the_state_directory_it_uses(configure):
 
 
 @pytest.mark.parametrize("pillar", [{"relay": relay(), "container": False}, {"mailu": mailu()}])
-def test_mail_includes_its_leaves_so_that_applying_it_with_a_leaf_renders_each_state_once(configure, pillar):
-    init = configure(pillar).mapdata("mail")["sls"]
+def test_mail_holds_the_states_of_every_state_file_it_includes_each_under_its_own_name(configure, pillar):
+    mailstack = configure(pillar)
 
-    assert set(init["include"]) >= {".smtp.config", ".msmtp.config", ".alerts", ".health", ".metrics"}
-    assert set(init) == {"include", "mail-apply-started", "mail-apply-finished"}
+    init = mailstack.mapdata("mail")["sls"]
+
+    assert "include" not in init
+    leaves = ("mail.smtp.config", "mail.smtp.package", "mail.smtp.service", "mail.msmtp.package")
+    leaves += ("mail.msmtp.config", "mail.alerts", "mail.health", "mail.metrics")
+    for leaf in leaves:
+        assert _of({"sls": init}, leaf) == _of(mailstack.mapdata(leaf), leaf), leaf
+    assert _of({"sls": init}, "mail") == {"mail-apply-started", "mail-apply-finished"}
+
+
+def test_a_state_file_leaves_out_the_states_one_rendered_before_it_in_the_run_holds(configure):
+    mailstack = configure({"relay": relay(), "container": False})
+    smtp = set(_states(mailstack.mapdata("mail.smtp")))
+
+    after_smtp = set(_states(mailstack.mapdata("mail", rendered=["base:mail.smtp"])))
+    after_other_formulas = set(_states(mailstack.mapdata("mail", rendered=["base:other", "base:other.mail"])))
+
+    assert smtp and not smtp & after_smtp
+    assert after_smtp | smtp == after_other_formulas == set(_states(mailstack.mapdata("mail")))
+
+
+def test_the_states_of_included_files_come_first_as_salt_orders_an_include(configure):
+    states = list(_states(configure({"relay": relay(), "container": False}).mapdata("mail.smtp.service")))
+
+    assert states.index("mail-smtp-config-main-cf") < states.index("mail-smtp-service-running")
+
+
+def test_state_files_rendered_before_but_blocked_hold_nothing(configure):
+    mailstack = configure({"enabled": False})
+    earlier = ["base:mail", "base:mail.metrics", "base:mail.smtp"]
+
+    notice = mailstack.mapdata("mail.disabled", rendered=earlier)["sls"]
+    clean = set(_states(mailstack.mapdata("mail.clean", rendered=earlier)))
+
+    assert set(_states({"sls": notice})) == {"mail-disabled"}
+    assert clean == set(_states(mailstack.mapdata("mail.clean")))
