@@ -372,17 +372,16 @@ def _run_cache(name):
 
 
 def _facts(settings, mask, check_ownership=True):
-    """The host facts (``mailstack_facts.gather``), gathered once per run and
-    pillar for each ``mask``: every state file and template of an apply
-    decides from the same facts. What is in the way of the formula
+    """The host facts (``mailstack_facts.gather``) with ``mask``, gathered once
+    per run and pillar: every state file and template of an apply decides
+    from the same facts. What is in the way of the formula
     (``ownership_error``) is checked where ``check_ownership`` asks for it
     (only what may change the host does)."""
     check = check_ownership and mask is not None
     cache = _run_cache("mailstack.facts")
-    if (mask, check) not in cache:
-        if not check and (mask, True) in cache:
-            return cache[(mask, True)]
-        cache[(mask, check)] = __utils__["mailstack_facts.gather"](
+    facts = cache.get(True) if True in cache else cache.get(check)
+    if facts is None:
+        facts = cache[check] = __utils__["mailstack_facts.gather"](
             _FormulaUtils(),
             _resolved(__salt__),
             _resolved(__grains__),
@@ -392,7 +391,7 @@ def _facts(settings, mask, check_ownership=True):
             mask,
             check_ownership=check,
         )
-    return cache[(mask, check)]
+    return facts if facts["mask"] == mask else {**facts, "mask": mask}
 
 
 def _plan(include_secrets):

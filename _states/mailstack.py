@@ -37,6 +37,9 @@ import os
 import stat
 import time
 
+import salt.utils.templates
+from salt.exceptions import SaltRenderError
+
 __virtualname__ = "mailstack"
 
 LISTEN_PARAMETERS = ("inet_interfaces", "inet_protocols")
@@ -646,8 +649,9 @@ def _unsafe_directory(path):
 def formula_file(name, file):
     """
     One file of the formula's plan (``mailstack.plan``, ``layout``): written
-    with Salt's own ``file.managed``, or removed where the plan has it absent
-    and the formula wrote it (``formula_files_absent``).
+    with Salt's own ``file.managed`` (a template rendered first, from the
+    first of its sources on the file server), or removed where the plan has
+    it absent and the formula wrote it (``formula_files_absent``).
 
     name
         The file's path.
@@ -696,45 +700,65 @@ def formula_file(name, file):
 
 
 def _written_content(name, file):
-    """``file.managed``'s arguments for the content, or why it must not be written."""
+    """``file.managed``'s arguments for the content, or why it must not be
+    written. A template is rendered here, from the first of its sources on
+    the Salt file server: one fetch, where ``file.managed`` would ask the
+    file server again for its hash."""
     if not file["template"]:
         return {"contents": file["contents"]}
-    sources = file["sources"]
-    if file.get("must_keep") and len(sources) > 1:
-        return _checked_main_cf(name, file)
-    # One source needs no look-up of which exists (a file list from the master).
-    return {
-        "source": sources[0] if len(sources) == 1 else list(sources),
-        "template": "jinja",
-        "context": file["context"],
-    }
+    source, rendered = _rendered_template(name, file)
+    if source is None:
+        return rendered
+    if file.get("must_keep") and len(file["sources"]) > 1:
+        changed = _parameters_changed(rendered, file["must_keep"])
+        if changed:
+            return (
+                f"{source} (mail:tofs:source_files) renders a main.cf that does not keep the formula's value"
+                f" of {', '.join(changed)}: the relay must stay closed and send where pillar says; {name} was"
+                " left as it is"
+            )
+    return {"contents": rendered, "contents_newline": False}
 
 
-def _checked_main_cf(name, file):
-    """main.cf rendered from the first of its sources that exists, refused unless
-    every parameter of the plan keeps its value."""
+def _rendered_template(name, file):
+    """``(source, text)``: the template rendered from the first of its sources
+    that exists, with the variables ``file.managed`` gives a template; or
+    ``(None, why not)``."""
     for source in file["sources"]:
         text = __salt__["cp.get_file_str"](source)
         if text:
             break
     else:
-        return f"none of {', '.join(file['sources'])} is on the Salt file server"
-    rendered = __salt__["file.apply_template_on_contents"](
-        text, template="jinja", context=file["context"], defaults={}, saltenv=__env__
-    )
+        return None, f"none of {', '.join(file['sources'])} is on the Salt file server"
+    context = {**file["context"], "name": name, "source": source}
+    context.update(user=file["user"], group=file["group"], mode=file["mode"])
+    try:
+        rendered = salt.utils.templates.TEMPLATE_REGISTRY["jinja"](
+            text,
+            from_str=True,
+            to_str=True,
+            context=context,
+            saltenv=__env__,
+            grains=__grains__,
+            pillar=__pillar__,
+            salt=__salt__,
+            opts=__opts__,
+        )
+    except SaltRenderError as exc:
+        rendered = {"result": False, "data": str(exc)}
+    if not rendered["result"]:
+        return None, f"{source} could not be rendered: {rendered['data']}"
+    return source, rendered["data"]
+
+
+def _parameters_changed(main_cf, must_keep):
+    """Those of the parameters ``must_keep`` whose value ``main_cf`` (its text) does not keep."""
     values = {}
-    for line in rendered.splitlines():
+    for line in main_cf.splitlines():
         key, equals, value = line.partition("=")
         if equals and line[:1].strip() and not line.startswith("#"):
             values[key.strip()] = value.strip()
-    changed = sorted(key for key, value in file["must_keep"].items() if values.get(key) != value)
-    if changed:
-        return (
-            f"{source} (mail:tofs:source_files) renders a main.cf that does not keep the formula's value of"
-            f" {', '.join(changed)}: the relay must stay closed and send where pillar says; {name} was left"
-            " as it is"
-        )
-    return {"contents": rendered}
+    return sorted(key for key, value in must_keep.items() if values.get(key) != value)
 
 
 def _keep_operators_file(name, file):

@@ -12,8 +12,8 @@ import os
 import pathlib
 import shutil
 
-import jinja2
 import pytest
+import salt.config
 from salt.exceptions import CommandExecutionError
 
 from tests.support.loader import load_salt_module, load_utils
@@ -906,17 +906,31 @@ def file_managed(states):
     return calls
 
 
-def test_a_template_of_the_plan_is_written_by_salts_file_managed_with_its_owner_and_mode(
-    states, file_managed
+@pytest.fixture
+def served(states):
+    """A file server holding the formula's main.cf template (Salt's own Jinja renders it)."""
+    files = {"salt://mail/files/main.cf.jinja": MAIN_CF_TEMPLATE}
+    states.__salt__["cp.get_file_str"] = files.get
+    states.__opts__ = {**salt.config.DEFAULT_MINION_OPTS, "test": False}
+    states.__env__ = "base"
+    return files
+
+
+LOOP = "{% for key, value in params.items() %}{{ key }} = {{ value }}\n{% endfor %}"
+MAIN_CF_TEMPLATE = "# {{ name }} from {{ source }}\n" + LOOP
+
+
+def test_a_template_of_the_plan_is_rendered_once_and_written_by_salts_file_managed_with_its_owner_and_mode(
+    states, file_managed, served
 ):
     states.formula_file("/etc/postfix/main.cf", TEMPLATE_FILE)
 
     assert file_managed == [
         {
             "name": "/etc/postfix/main.cf",
-            "source": "salt://mail/files/main.cf.jinja",
-            "template": "jinja",
-            "context": {"params": {"relayhost": "[smtp.example.test]:587"}},
+            "contents": "# /etc/postfix/main.cf from salt://mail/files/main.cf.jinja\n"
+            "relayhost = [smtp.example.test]:587\n",
+            "contents_newline": False,
             "makedirs": True,
             "user": "root",
             "group": "root",
@@ -926,15 +940,36 @@ def test_a_template_of_the_plan_is_written_by_salts_file_managed_with_its_owner_
     ]
 
 
-def test_a_template_with_a_tofs_override_is_given_every_source_in_order(states, file_managed):
-    sources = ["salt://site/main.cf.jinja", "salt://mail/files/main.cf.jinja"]
+def test_a_template_with_a_tofs_override_is_rendered_from_the_first_source_that_exists(
+    states, file_managed, served
+):
+    sources = ["salt://site/missing.jinja", "salt://site/main.cf.jinja", "salt://mail/files/main.cf.jinja"]
+    served["salt://site/main.cf.jinja"] = "# site\nrelayhost = {{ params.relayhost }}\n"
 
     states.formula_file("/etc/postfix/main.cf", dict(TEMPLATE_FILE, sources=sources))
 
-    assert file_managed[0]["source"] == sources
+    assert file_managed[0]["contents"] == "# site\nrelayhost = [smtp.example.test]:587\n"
 
 
-def test_a_secret_file_never_shows_its_changes(states, file_managed):
+def test_a_template_that_does_not_render_writes_nothing_and_says_which(states, file_managed, served):
+    served["salt://mail/files/main.cf.jinja"] = "{{ params.relayhost | no_such_filter }}\n"
+
+    ret = states.formula_file("/etc/postfix/main.cf", TEMPLATE_FILE)
+
+    assert ret["result"] is False and file_managed == []
+    assert ret["comment"].startswith("salt://mail/files/main.cf.jinja could not be rendered")
+
+
+def test_a_template_on_no_source_writes_nothing(states, file_managed, served):
+    served.clear()
+
+    ret = states.formula_file("/etc/postfix/main.cf", TEMPLATE_FILE)
+
+    assert (ret["result"], file_managed) == (False, [])
+    assert "is on the Salt file server" in ret["comment"]
+
+
+def test_a_secret_file_never_shows_its_changes(states, file_managed, served):
     states.formula_file("/etc/msmtprc", dict(TEMPLATE_FILE, path="/etc/msmtprc", secret=True, mode="0640"))
 
     assert (file_managed[0]["show_changes"], file_managed[0]["mode"]) == (False, "0640")
@@ -982,14 +1017,8 @@ OVERRIDE = "salt://site/main.cf.jinja"
 
 
 @pytest.fixture
-def tofs_main_cf(states, file_managed, tmp_path):
+def tofs_main_cf(states, file_managed, served, tmp_path):
     """main.cf of the plan with a pillar override on a fake file server."""
-    served = {}
-    states.__salt__["cp.get_file_str"] = served.get
-    states.__salt__["file.apply_template_on_contents"] = lambda text, template, context, defaults, saltenv: (
-        jinja2.Template(text).render(**context)
-    )
-    states.__env__ = "base"
     path = tmp_path / "etc" / "postfix" / "main.cf"
     path.parent.mkdir(parents=True)
     entry = dict(
@@ -1031,7 +1060,7 @@ def test_a_tofs_main_cf_that_keeps_the_plans_values_is_written_as_rendered(
     assert "source" not in file_managed[0]
 
 
-def test_take_over_keeps_the_operators_main_cf_beside_it_once(states, file_managed, tmp_path):
+def test_take_over_keeps_the_operators_main_cf_beside_it_once(states, file_managed, served, tmp_path):
     path = tmp_path / "etc" / "postfix" / "main.cf"
     path.parent.mkdir(parents=True)
     path.write_text("relayhost = [theirs.example]\n")
