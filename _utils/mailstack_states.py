@@ -520,7 +520,8 @@ def sls(name, tplroot, settings, plan, blocked, rendered=()):
 
     The state files it includes are not left for Salt to fetch and render one
     by one: their states are in it (each with the ``__sls__`` of its own state
-    file, so ``exclude`` and ``sls`` requisites still find them), except those
+    file and the ``__sls_included_from__`` of the files that include it, so
+    ``exclude`` and ``sls`` requisites still find them), except those
     a state file in ``rendered`` (Salt's ``rendered_sls``: the state files this
     run rendered before, ``saltenv:name``) already holds. Applying ``mail``
     with ``mail.smtp`` in one run therefore declares every state once.
@@ -587,18 +588,21 @@ class _Tree:
 
     def states(self, name, held):
         """The states of ``name`` and of what it includes, except the state files
-        in ``held``: included ones first, depth first, as Salt orders them."""
+        in ``held``: included ones first, depth first, as Salt orders them, each
+        with the ``__sls__`` and ``__sls_included_from__`` Salt would give it
+        (``sls`` requisites and ``exclude`` read them)."""
         states, done = {}, set(held)
 
-        def visit(current):
+        def visit(current, includers):
             if current in done:
                 return
             done.add(current)
             own, included = self._own(current)
             for include in included:
-                visit(include)
+                visit(include, [current, *includers])
+            marks = {"__sls__": current, **({"__sls_included_from__": includers} if includers else {})}
             for state_id, state in own.items():
-                states[state_id] = {**state, "__sls__": current}
+                states[state_id] = {**state, **marks}
 
-        visit(name)
+        visit(name, [])
         return states

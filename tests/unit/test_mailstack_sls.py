@@ -170,6 +170,14 @@ def test_mail_holds_the_states_of_every_state_file_it_includes_each_under_its_ow
     assert _of({"sls": init}, "mail") == {"mail-apply-started", "mail-apply-finished"}
 
 
+def test_each_included_state_names_the_files_that_include_it_as_salt_would(configure):
+    states = _states(configure({"relay": relay(), "container": False}).mapdata("mail"))
+
+    assert states["mail-smtp-config-main-cf"]["__sls_included_from__"] == ["mail.smtp", "mail"]
+    assert states["mail-health-cron"]["__sls_included_from__"] == ["mail"]
+    assert "__sls_included_from__" not in states["mail-apply-started"]
+
+
 def test_a_state_file_leaves_out_the_states_one_rendered_before_it_in_the_run_holds(configure):
     mailstack = configure({"relay": relay(), "container": False})
     smtp = set(_states(mailstack.mapdata("mail.smtp")))
