@@ -52,3 +52,23 @@ def test_the_formula_applies_and_cleans_from_a_file_root_under_another_name(tmp_
     assert again.returncode == 0 and again.changed == {}, again.changed
     assert cleaned.returncode == 0, cleaned.output
     assert not mailhost.package_installed("msmtp")
+
+
+def test_another_state_file_can_require_a_part_of_the_formula_and_exclude_another(tmp_path):
+    minion = LocalMinion(tmp_path / "site-minion")
+    (minion.file_root / "site.sls").write_text(
+        "site-after-the-relay:\n  test.nop:\n    - require:\n      - sls: mail.smtp\n"
+    )
+    assert minion.sync().returncode == 0
+    minion.set_pillar(BASE_PILLAR)
+
+    result = minion.run("state.apply", "mail,site", "test=True", "exclude=mail.metrics")
+
+    assert result.returncode == 0, result.output
+    states = {state["__id__"]: state for state in result.data.values()}
+    site = states["site-after-the-relay"]
+    smtp = [state for state in states.values() if state["__sls__"].startswith("mail.smtp.")]
+    assert site["result"] is True and smtp
+    assert all(state["__run_num__"] < site["__run_num__"] for state in smtp)
+    assert not [state_id for state_id in states if state_id.startswith("mail-metrics-")]
+    assert {"mail-msmtp-config-msmtprc", "mail-health-script"} <= set(states)
