@@ -459,8 +459,9 @@ def mapdata(sls="mail", tplroot=None, rendered=None):
     any other: ``<tplroot>.error``, or ``<tplroot>.disabled`` when mail is
     disabled, except for the clean states), ``mail`` (the settings), ``plan``
     and ``sls``: the states of the state file ``sls`` and of the state files
-    it includes, which it renders as they are. Passwords masked. The work is ``mailstack_facts.mapdata``'s, on
-    the settings and ``mailstack_facts.gather``'s host facts.
+    it includes, which it renders as they are. Passwords masked. The work is
+    ``mailstack_facts.mapdata``'s, on the settings and
+    ``mailstack_facts.gather``'s host facts.
 
     sls
         The state file asking; the clean states (``*.clean``) only remove what
