@@ -717,7 +717,7 @@ def _written_content(name, file):
                 f" of {', '.join(changed)}: the relay must stay closed and send where pillar says; {name} was"
                 " left as it is"
             )
-    return {"contents": rendered, "contents_newline": False}
+    return {"contents": rendered}
 
 
 def _rendered_template(name, file):

@@ -930,7 +930,6 @@ def test_a_template_of_the_plan_is_rendered_once_and_written_by_salts_file_manag
             "name": "/etc/postfix/main.cf",
             "contents": "# /etc/postfix/main.cf from salt://mail/files/main.cf.jinja\n"
             "relayhost = [smtp.example.test]:587\n",
-            "contents_newline": False,
             "makedirs": True,
             "user": "root",
             "group": "root",
