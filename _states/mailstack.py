@@ -38,7 +38,7 @@ import stat
 import time
 
 import salt.utils.templates
-from salt.exceptions import SaltRenderError
+from salt.exceptions import CommandExecutionError, SaltRenderError
 
 __virtualname__ = "mailstack"
 
@@ -231,6 +231,16 @@ def _wait_until_stopped(service, settings):
     return True, ""
 
 
+def _systemd_action(service, action):
+    """``(ok, message)`` of Salt's ``service.<action>``: systemd's own words
+    where it failed (Salt raises them for a reload)."""
+    try:
+        ok, why = bool(__salt__[f"service.{action}"](service)), ""
+    except CommandExecutionError as exc:
+        ok, why = False, f": {exc}".rstrip()
+    return ok, f"systemd could not {action} {service}{why}"
+
+
 def _action(service, action, prestart, settings):
     """Run start, stop, reload or restart; return (ok, message)."""
     if action != "stop":
@@ -238,10 +248,15 @@ def _action(service, action, prestart, settings):
         if not ok:
             return ok, message
     if _systemd_booted():
-        ok = __salt__[f"service.{action}"](service)
+        ok, message = _systemd_action(service, action)
+        if not ok and action == "reload":
+            # systemd on cgroup v1 may have pruned the cgroup of an exited
+            # oneshot (Debian's postfix.service) and then fail its ExecReload
+            # ("Failed at step CGROUP"); the next reload finds it again.
+            ok, message = _systemd_action(service, action)
         if ok and action == "stop":
             return _wait_until_stopped(service, settings)
-        return bool(ok), f"systemd could not {action} {service}"
+        return ok, message
     if action == "restart":
         ok, message = _action(service, "stop", prestart, settings)
         return _action(service, "start", prestart, settings) if ok else (ok, message)

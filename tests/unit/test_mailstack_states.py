@@ -297,6 +297,67 @@ def test_mod_watch_uses_systemd_reload_where_systemd_runs(states, postfix, monke
     assert postfix.postfix_actions() == ["check"]
 
 
+def systemd_reload_failing(times):
+    """Salt's systemd ``service.reload``: raises systemd's message ``times`` times, then reloads."""
+    calls = []
+
+    def reload(name):
+        calls.append(name)
+        if len(calls) <= times:
+            raise CommandExecutionError(
+                f"Job for {name}.service failed.\nSee 'systemctl status {name}.service'."
+            )
+        return True
+
+    return reload, calls
+
+
+def test_mod_watch_reloads_again_when_systemd_fails_the_first_reload(states, postfix, monkeypatch):
+    record_marker(postfix)
+    reload, calls = systemd_reload_failing(1)
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    states.__salt__.update({"service.status": lambda name: True, "service.reload": reload})
+
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["result"] is True, ret
+    assert ret["changes"] == {"postfix": "reloaded"}
+    assert calls == ["postfix", "postfix"]
+
+
+def test_mod_watch_reports_systemds_words_when_the_reload_fails_twice(states, postfix, monkeypatch):
+    record_marker(postfix)
+    reload, calls = systemd_reload_failing(2)
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    states.__salt__.update({"service.status": lambda name: True, "service.reload": reload})
+
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["result"] is False
+    assert ret["comment"].startswith("systemd could not reload postfix: Job for postfix.service failed."), ret
+    assert "Traceback" not in ret["comment"]
+    assert ret["changes"] == {}
+    assert calls == ["postfix", "postfix"]
+
+
+def test_a_failed_systemd_restart_is_reported_once_and_not_repeated(states, postfix, monkeypatch):
+    record_marker(postfix, "all\nall")
+    calls = []
+
+    def restart(name):
+        calls.append(name)
+        raise CommandExecutionError("Job for postfix.service failed.")
+
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    states.__salt__.update({"service.status": lambda name: True, "service.restart": restart})
+
+    ret = states.mod_watch("postfix", sfun="postfix_running")
+
+    assert ret["result"] is False
+    assert ret["comment"] == "systemd could not restart postfix: Job for postfix.service failed."
+    assert calls == ["postfix"]
+
+
 def test_mod_watch_uses_systemd_restart_when_listening_settings_changed(states, postfix, monkeypatch):
     record_marker(postfix, "all\nall")
     calls = []
