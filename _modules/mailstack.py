@@ -20,8 +20,8 @@ over), ``mailstack_operator`` (``status``, ``send_test``, ``flush``),
 ``mailstack_system`` (commands and ``postconf``, shared with the states).
 
 Passwords are only returned with ``include_secrets=True`` (``settings`` and
-``plan``), which the formula's secret-holding templates use; everything else
-masks them.
+``plan``), which the state writing a file that holds one uses (and the
+templates of those files); everything else masks them.
 """
 
 import copy

@@ -674,7 +674,8 @@ def formula_file(name, file):
         The plan's entry for it: ``present``; then ``user``, ``group``, ``mode``
         and either ``contents`` or a ``template`` with its ``sources`` (the
         pillar's ``mail:tofs`` sources first, the formula's own last) and
-        ``context``; a ``secret`` file's changes are not shown. Absent: the
+        ``context``, and ``own_text`` where the formula writes the template's
+        text without it; a ``secret`` file's changes are not shown. Absent: the
         ``tables`` built from it. Both: the ``state_dir`` of the formula's
         records. ``keep_as`` (main.cf under mail:take_over:postfix): where a
         file without the formula's marker is copied before it is replaced.
@@ -716,11 +717,15 @@ def formula_file(name, file):
 
 def _written_content(name, file):
     """``file.managed``'s arguments for the content, or why it must not be
-    written. A template is rendered here, from the first of its sources on
-    the Salt file server: one fetch, where ``file.managed`` would ask the
-    file server again for its hash."""
+    written. The formula's own text where no pillar source replaces its
+    template and it has one (``own_text``); else a template rendered here,
+    from the first of its sources on the Salt file server: one fetch, where
+    ``file.managed`` would ask the file server again for its hash."""
     if not file["template"]:
         return {"contents": file["contents"]}
+    if file["own_text"]:
+        plan = __salt__["mailstack.plan"](include_secrets=True) if file["secret"] else {}
+        return {"contents": __utils__["mailstack_content.own_text"](file["template"], file["context"], plan)}
     source, rendered = _rendered_template(name, file)
     if source is None:
         return rendered

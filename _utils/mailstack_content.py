@@ -358,3 +358,58 @@ def overlong_msmtp_line(settings, upstreams):
         if len(line) > MSMTP_MAX_LINE:
             return key, len(line), MSMTP_MAX_LINE
     return None
+
+
+# ------------------------------------------- templates also written here ---
+
+
+def _main_cf_text(context, plan):
+    lines = [
+        f"{context['marker']}): a send-only Postfix that listens on loopback",
+        "# only and never delivers locally. Local changes are overwritten.",
+    ]
+    lines += [f"{key} = {value}" for key, value in context["params"].items()]
+    return _ending_as_the_template_does("\n".join(lines))
+
+
+def _sasl_passwd_text(context, plan):
+    return f"{context['marker']}). Credentials for the relayhost; root only.\n{plan['files']['sasl_passwd']}"
+
+
+def _msmtprc_text(context, plan):
+    lines = [f"{context['marker']}, mode {plan['mode']}). Local changes are overwritten."]
+    for keyword, value in plan["files"]["msmtprc"]:
+        if keyword == "account":
+            lines.append("")
+        lines.append(_msmtp_line(keyword, value))
+    return _ending_as_the_template_does("\n".join(lines))
+
+
+def _ending_as_the_template_does(text):
+    # main.cf.jinja and msmtprc.jinja end with an empty line, so every file
+    # written so far does: the same text keeps an upgrade from changing it.
+    return text + "\n\n"
+
+
+# Where no mail:tofs source replaces them, these templates' text is written
+# from here: no request to the file server and no Jinja for the files every
+# host with Postfix or msmtp has. A test renders each template and compares.
+OWN_TEXT = {
+    "main.cf.jinja": _main_cf_text,
+    "sasl_passwd.jinja": _sasl_passwd_text,
+    "msmtprc.jinja": _msmtprc_text,
+}
+
+
+def written_without_template():
+    """The formula's templates whose text ``own_text`` writes."""
+    return frozenset(OWN_TEXT)
+
+
+def own_text(template, context, plan):
+    """
+    The text the formula's own ``template`` renders, ending with a newline as
+    ``file.managed`` writes it: from the plan entry's ``context`` and, for the
+    files that hold a password, the ``plan`` built with passwords.
+    """
+    return OWN_TEXT[template](context, plan)

@@ -291,6 +291,7 @@ def build(utils, settings, decided, container, host):
         settings,
         host["formula_dir"],
         utils["mailstack_content.marker"](),
+        utils["mailstack_content.written_without_template"](),
     )
     _add_needs(layout, health, metrics)
     health["timer_wanted"], metrics["timer_wanted"] = _timer_wanted(health), _timer_wanted(metrics)
@@ -816,14 +817,17 @@ def _smtp_files(settings, files, postfix, items):
     return layout
 
 
-def _completed(layout, settings, formula_dir, marker):
+def _completed(layout, settings, formula_dir, marker, written_without_template):
     """Every file of ``layout`` with all its state needs: a template's sources end
     with the formula's own, every template starts with the ``marker``
-    (``{{ marker }}``), and removing one asks what the formula recorded."""
+    (``{{ marker }}``), and removing one asks what the formula recorded.
+    ``own_text``: no pillar source replaces a template whose text the formula
+    also writes without it (``mailstack_content.own_text``)."""
     for files in layout.values():
         for file in files.values():
             file["state_dir"] = settings["lookup"]["state_dir"]
             if file["present"] and file["template"]:
+                file["own_text"] = not file["sources"] and file["template"] in written_without_template
                 file["sources"] = [*file["sources"], f"salt://{formula_dir}/files/{file['template']}"]
                 file["context"] = {"marker": marker, **file["context"]}
     return layout

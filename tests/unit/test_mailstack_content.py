@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import jinja2
 import pytest
+import salt.config
+import salt.utils.templates
 from salt.exceptions import CommandExecutionError
 
 from tests.support.loader import REPO, load_salt_module
@@ -240,6 +242,55 @@ def test_the_line_length_check_measures_msmtprc_as_its_template_writes_it(config
     written = [line for line in text.splitlines()[1:] if line]
     assert written == [CONTENT._msmtp_line(key, value) for key, value in plan["files"]["msmtprc"]]
     assert "password" in "".join(written) and "tls_host_override " + MAILU_HOST in written
+
+
+def rendered_as_formula_file_writes_it(template, context, plan):
+    """The formula's own ``template`` rendered by Salt's Jinja renderer, ending
+    with the newline ``file.managed`` adds to ``contents``."""
+    text = (REPO / "mail" / "files" / template).read_text()
+    rendered = salt.utils.templates.TEMPLATE_REGISTRY["jinja"](
+        text,
+        from_str=True,
+        to_str=True,
+        context=dict(context),
+        saltenv="base",
+        grains={},
+        pillar={},
+        salt={"mailstack.plan": lambda include_secrets=False: plan},
+        opts=salt.config.DEFAULT_MINION_OPTS.copy(),
+    )
+    assert rendered["result"], rendered["data"]
+    return rendered["data"] if rendered["data"].endswith("\n") else rendered["data"] + "\n"
+
+
+OWN_TEXT_PILLARS = [
+    pytest.param({"relay": relay(), "container": False}, id="relay-with-login"),
+    pytest.param({"relay": relay(user="", password=""), "container": False}, id="relay-without-login"),
+    pytest.param({"mailu": mailu(), "container": False, "aliases": ALIASES, "admin": "a@x.org"}, id="mailu"),
+    pytest.param({"mailu": mailu(queue=True), "container": False}, id="mailu-queued"),
+    pytest.param({"relay": relay(), "container": True, "admin": "a@x.org"}, id="container"),
+]
+
+
+@pytest.mark.parametrize("pillar", OWN_TEXT_PILLARS)
+def test_the_formulas_own_text_is_what_its_template_renders(configure, fake_root, pillar):
+    (fake_root / "dev").mkdir()
+    (fake_root / "dev" / "log").touch()
+    plan = configure(pillar).plan(include_secrets=True)
+    written = [
+        file
+        for files in plan["layout"].values()
+        for file in files.values()
+        if file["present"] and file["template"] in CONTENT.written_without_template()
+    ]
+
+    assert {file["template"] for file in written} >= {"msmtprc.jinja"}
+    for file in written:
+        own = CONTENT.own_text(file["template"], file["context"], plan)
+        assert own == rendered_as_formula_file_writes_it(file["template"], file["context"], plan), file[
+            "path"
+        ]
+        assert own.startswith(CONTENT.MARKER)
 
 
 def test_files_says_msmtprc_holds_a_secret_where_it_has_a_password_line(configure):

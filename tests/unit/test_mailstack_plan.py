@@ -463,6 +463,26 @@ def test_plan_layout_tries_a_pillar_template_source_before_the_formulas_own(conf
     assert result["layout"]["msmtp"]["aliases"]["present"] is False
 
 
+def test_plan_has_the_formula_write_its_own_text_only_for_templates_no_pillar_source_replaces(configure):
+    pillar = {
+        "relay": relay(),
+        "container": False,
+        "health": {"enabled": True},
+        "tofs": {"source_files": {"msmtprc.jinja": ["salt://site/mail/msmtprc.jinja"]}},
+    }
+    layout = configure(pillar).plan()["layout"]
+
+    own_text = {
+        f"{concern}:{key}": file["own_text"]
+        for concern, files in layout.items()
+        for key, file in files.items()
+        if file["present"] and file["template"]
+    }
+    assert {key for key, own in own_text.items() if own} == {"smtp:main-cf", "smtp:sasl-passwd"}
+    assert own_text["msmtp:msmtprc"] is False
+    assert own_text["health:script"] is False
+
+
 def test_plan_layout_makes_msmtprc_private_to_the_senders_group_only_where_it_holds_a_password(configure):
     direct = configure({"mailu": mailu(), "container": False, "senders": ["www-data"]}).plan()
     relayed = configure({"relay": relay(), "container": False}).plan()

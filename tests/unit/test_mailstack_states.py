@@ -950,6 +950,7 @@ TEMPLATE_FILE = {
     "template": "main.cf.jinja",
     "sources": ["salt://mail/files/main.cf.jinja"],
     "context": {"params": {"relayhost": "[smtp.example.test]:587"}},
+    "own_text": False,
     "user": "root",
     "group": "root",
     "mode": "0644",
@@ -1033,6 +1034,38 @@ def test_a_secret_file_never_shows_its_changes(states, file_managed, served):
     states.formula_file("/etc/msmtprc", dict(TEMPLATE_FILE, path="/etc/msmtprc", secret=True, mode="0640"))
 
     assert (file_managed[0]["show_changes"], file_managed[0]["mode"]) == (False, "0640")
+
+
+def test_main_cf_that_no_pillar_source_replaces_is_written_from_the_formulas_own_text_without_the_file_server(
+    states, file_managed
+):
+    states.__salt__["cp.get_file_str"] = lambda source: pytest.fail(f"{source} was fetched")
+    context = {"marker": "# Managed by Salt (mail formula", **TEMPLATE_FILE["context"]}
+
+    states.formula_file("/etc/postfix/main.cf", dict(TEMPLATE_FILE, own_text=True, context=context))
+
+    (call,) = file_managed
+    assert call["contents"] == (
+        "# Managed by Salt (mail formula): a send-only Postfix that listens on loopback\n"
+        "# only and never delivers locally. Local changes are overwritten.\n"
+        "relayhost = [smtp.example.test]:587\n\n"
+    )
+
+
+def test_a_secret_files_own_text_comes_from_the_plan_built_with_passwords(states, file_managed):
+    asked = []
+    plan = {"mode": "mailu", "files": {"msmtprc": [("account", "mailu"), ("password", '"s3cret"')]}}
+    states.__salt__["mailstack.plan"] = lambda include_secrets=False: asked.append(include_secrets) or plan
+    entry = dict(
+        TEMPLATE_FILE, path="/etc/msmtprc", template="msmtprc.jinja", own_text=True, secret=True, mode="0640"
+    )
+
+    states.formula_file("/etc/msmtprc", dict(entry, context={"marker": "# Managed by Salt (mail formula"}))
+
+    (call,) = file_managed
+    assert asked == [True]
+    assert call["contents"].endswith('\naccount mailu\npassword "s3cret"\n\n'), call["contents"]
+    assert call["show_changes"] is False
 
 
 def test_a_file_with_contents_is_written_without_a_template(states, file_managed):
