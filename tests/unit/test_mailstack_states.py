@@ -297,8 +297,10 @@ def test_mod_watch_uses_systemd_reload_where_systemd_runs(states, postfix, monke
     assert postfix.postfix_actions() == ["check"]
 
 
-def systemd_reload_failing(times):
-    """Salt's systemd ``service.reload``: raises systemd's message ``times`` times, then reloads."""
+def reload_under_systemd_failing(states, postfix, monkeypatch, times):
+    """A watched change under systemd whose ``service.reload`` raises systemd's
+    message ``times`` times, then reloads: the state's return and the reloads asked."""
+    record_marker(postfix)
     calls = []
 
     def reload(name):
@@ -309,16 +311,13 @@ def systemd_reload_failing(times):
             )
         return True
 
-    return reload, calls
+    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    states.__salt__.update({"service.status": lambda name: True, "service.reload": reload})
+    return states.mod_watch("postfix", sfun="postfix_running"), calls
 
 
 def test_mod_watch_reloads_again_when_systemd_fails_the_first_reload(states, postfix, monkeypatch):
-    record_marker(postfix)
-    reload, calls = systemd_reload_failing(1)
-    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
-    states.__salt__.update({"service.status": lambda name: True, "service.reload": reload})
-
-    ret = states.mod_watch("postfix", sfun="postfix_running")
+    ret, calls = reload_under_systemd_failing(states, postfix, monkeypatch, 1)
 
     assert ret["result"] is True, ret
     assert ret["changes"] == {"postfix": "reloaded"}
@@ -326,12 +325,7 @@ def test_mod_watch_reloads_again_when_systemd_fails_the_first_reload(states, pos
 
 
 def test_mod_watch_reports_systemds_words_when_the_reload_fails_twice(states, postfix, monkeypatch):
-    record_marker(postfix)
-    reload, calls = systemd_reload_failing(2)
-    monkeypatch.setattr(states, "_systemd_booted", lambda: True)
-    states.__salt__.update({"service.status": lambda name: True, "service.reload": reload})
-
-    ret = states.mod_watch("postfix", sfun="postfix_running")
+    ret, calls = reload_under_systemd_failing(states, postfix, monkeypatch, 2)
 
     assert ret["result"] is False
     assert ret["comment"].startswith("systemd could not reload postfix: Job for postfix.service failed."), ret
