@@ -334,9 +334,14 @@ def mod_watch(name, sfun=None, prestart=(), **kwargs):
 
 
 def _enabled_at_boot(name):
-    """``systemctl is-enabled``, asked directly: Salt's ``service.enabled``
-    would first load the service modules, which an idempotent run never needs."""
-    return _run(["systemctl", "is-enabled", "--", name])[0] or __salt__["service.enabled"](name)
+    """The link ``systemctl enable`` makes, read; else ``systemctl is-enabled``,
+    asked directly: Salt's ``service.enabled`` would first load the service
+    modules, which an idempotent run never needs."""
+    return (
+        __utils__["mailstack_system.enabled_by_wants_link"](name, FS_ROOT)
+        or _run(["systemctl", "is-enabled", "--", name])[0]
+        or __salt__["service.enabled"](name)
+    )
 
 
 def postfix_enabled(name="postfix"):

@@ -15,6 +15,21 @@ def systemd_booted(root="/"):
     return os.path.isdir(os.path.join(root, "run/systemd/system"))
 
 
+def enabled_by_wants_link(unit, root="/"):
+    """
+    Whether ``systemctl enable`` left its link to ``unit`` (``postfix`` is
+    ``postfix.service``) in a ``*.wants/`` directory of /etc/systemd/system,
+    with the unit not masked in /etc or /run: read, no process. ``False``
+    says nothing: ``systemctl is-enabled`` knows the other ways.
+    """
+    name = unit if "." in unit else f"{unit}.service"
+    for config in ("etc/systemd/system", "run/systemd/system"):
+        if os.path.realpath(os.path.join(root, config, name)) == "/dev/null":
+            return False
+    links = glob.glob(os.path.join(root, "etc/systemd/system/*.wants", glob.escape(name)))
+    return any(os.path.exists(link) for link in links)
+
+
 def run(salt, cmd, stdin=None, timeout=None):
     """Run ``cmd`` (an argument list, no shell); return Salt's ``cmd.run_all`` dict."""
     return salt["cmd.run_all"](

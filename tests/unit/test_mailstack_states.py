@@ -719,8 +719,9 @@ class FakeUnit:
 
 
 @pytest.fixture
-def unit(states, monkeypatch):
+def unit(states, monkeypatch, tmp_path):
     monkeypatch.setattr(states, "_systemd_booted", lambda: True)
+    monkeypatch.setattr(states, "FS_ROOT", str(tmp_path))
     fake = FakeUnit()
     fake.install(states)
     return fake
@@ -751,6 +752,35 @@ def test_an_enabled_unit_is_told_by_systemctl_alone_without_salts_service_module
     states.postfix_enabled("postfix")
 
     assert unit.calls == [("is-enabled", "postfix")]
+
+
+def enable_link(root, target="lib/systemd/system/postfix.service"):
+    """What ``systemctl enable postfix`` makes under ``root``: the wants link to the unit file."""
+    unit_file = root / target
+    unit_file.parent.mkdir(parents=True, exist_ok=True)
+    unit_file.touch()
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "postfix.service").symlink_to(unit_file)
+
+
+def test_an_enabled_unit_is_told_by_its_wants_link_without_running_anything(states, unit, tmp_path):
+    enable_link(tmp_path)
+
+    ret = states.postfix_enabled("postfix")
+
+    assert (ret["result"], ret["changes"]) == (True, {})
+    assert unit.calls == []
+
+
+def test_a_masked_unit_with_a_wants_link_is_asked_of_systemctl_and_enabled(states, unit, tmp_path):
+    enable_link(tmp_path)
+    (tmp_path / "etc/systemd/system/postfix.service").symlink_to("/dev/null")
+
+    ret = states.postfix_enabled("postfix")
+
+    assert ret["changes"] == {"enabled": "postfix"}
+    assert unit.calls[0] == ("is-enabled", "postfix")
 
 
 def test_postfix_enabled_in_test_mode_predicts_the_change_and_enables_nothing(states, unit):
