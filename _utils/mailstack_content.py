@@ -408,8 +408,8 @@ def written_without_template():
 
 def own_text(template, context, plan):
     """
-    The text the formula's own ``template`` renders, ending with a newline as
-    ``file.managed`` writes it: from the plan entry's ``context`` and, for the
+    The text ``file.managed`` writes from the formula's own ``template``
+    (last lines included): from the plan entry's ``context`` and, for the
     files that hold a password, the ``plan`` built with passwords.
     """
     return OWN_TEXT[template](context, plan)
